@@ -1,0 +1,40 @@
+"""nsfw_lab: a reproducible course and study for five-class NSFW image classifiers.
+
+The common entry points are importable from the top level (loaded on first use, so that
+``import nsfw_lab`` stays fast)::
+
+    from nsfw_lab import generate_proxy, curate, load_image, CuratedImageDataset, config
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "config": ("nsfw_lab.config", None),
+    "SynthConfig": ("nsfw_lab.data.synth", "SynthConfig"),
+    "generate_proxy": ("nsfw_lab.data.synth", "generate"),
+    "CurateConfig": ("nsfw_lab.data.curate", "CurateConfig"),
+    "curate": ("nsfw_lab.data.curate", "curate"),
+    "load_image": ("nsfw_lab.data.imageio", "load_image"),
+    "ImageLoadError": ("nsfw_lab.data.imageio", "ImageLoadError"),
+    "CuratedImageDataset": ("nsfw_lab.data.dataset", "CuratedImageDataset"),
+    "make_loader": ("nsfw_lab.data.dataset", "make_loader"),
+    "class_weights": ("nsfw_lab.data.dataset", "class_weights"),
+    "train_transform": ("nsfw_lab.data.transforms", "train_transform"),
+    "eval_transform": ("nsfw_lab.data.transforms", "eval_transform"),
+    "prepare": ("nsfw_lab.prepare", "prepare"),
+    "NsfwLabError": ("nsfw_lab.errors", "NsfwLabError"),
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nsfw_lab' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(module)
+    return mod if attr is None else getattr(mod, attr)

@@ -1,0 +1,153 @@
+"""The ``nsfw-lab`` command line. Every failure is one line: ``error: <file>: <reason>``, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nsfw_lab import __version__, config
+from nsfw_lab.errors import NsfwLabError
+
+
+def _synth(a: argparse.Namespace) -> None:
+    from nsfw_lab.data.synth import Difficulty, SynthConfig, generate
+
+    diff = Difficulty(motif_scale=tuple(a.motif_scale), motif_contrast=a.motif_contrast,
+                      occlusion=tuple(a.occlusion), decoy_rate=a.decoy_rate, cover_rate=a.cover_rate)
+    cfg = SynthConfig(per_class=a.per_class, size=a.size, seed=a.seed, shortcut=a.shortcut,
+                      shortcut_class=a.shortcut_class, shortcut_rate=a.shortcut_rate,
+                      shortcut_leak=a.shortcut_leak, gallery_size=tuple(a.gallery_size),
+                      near_dup_rate=a.near_dup_rate, conflict_rate=a.conflict_rate,
+                      corrupt_rate=a.corrupt_rate, label_noise=a.label_noise, difficulty=diff)
+    manifest = generate(Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
+    print(f"wrote {manifest}")
+
+
+def _curate(a: argparse.Namespace) -> None:
+    from nsfw_lab.data.curate import CurateConfig, curate
+
+    cfg = CurateConfig(val=a.val, test=a.test, seed=a.seed, short_side=a.short_side,
+                       phash_threshold=a.phash_threshold, min_side=a.min_side, groups=a.groups)
+    r = curate(Path(a.src), Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
+    _print_summary(Path(a.out), r)
+
+
+def _print_summary(out: Path, r: dict) -> None:
+    print(f"curated {r['kept']} images into {out} ({r['quarantined']} quarantined, "
+          f"{r['exact_duplicates_removed']} duplicates removed, {r['label_conflicts_dropped']} label conflicts "
+          f"dropped, {r['groups']} groups, leakage check {'passed' if r['leakage_check']['passed'] else 'FAILED'})")
+    print(f"{'class':<12}{'train':>7}{'val':>7}{'test':>7}")
+    for c, n in r["counts"].items():
+        print(f"{c:<12}{n['train']:>7}{n['val']:>7}{n['test']:>7}")
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    from nsfw_lab.prepare import prepare
+
+    out = prepare(a.profile, Path(a.data) if a.data else None, seed=a.seed)
+    r = json.loads((out / "curation_report.json").read_text())
+    _print_summary(out, r)
+
+
+def _check(a: argparse.Namespace) -> None:
+    from nsfw_lab.data.imageio import ImageLoadError, load_image
+
+    bad = 0
+    for f in a.files:
+        try:
+            im = load_image(f)
+            print(f"ok    {f}: {im.size[0]}x{im.size[1]}")
+        except ImageLoadError as exc:
+            bad += 1
+            print(f"bad   {exc} [{exc.reason}]")
+    if bad:
+        raise NsfwLabError(f"{bad} of {len(a.files)} files are not usable images")
+
+
+def _paths(a: argparse.Namespace) -> None:
+    info = {
+        "project_root": str(config.PROJECT_ROOT), "data": str(config.DATA_DIR), "reports": str(config.REPORTS_DIR),
+        "profiles": {n: p.to_dict() | {"raw": str(config.proxy_raw_dir(p)), "curated": str(config.proxy_curated_dir(p))}
+                     for n, p in config.PROFILES.items()},
+    }
+    print(json.dumps(info, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="nsfw-lab", description=__doc__)
+    p.add_argument("--version", action="version", version=f"nsfw-lab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="generate the synthetic proxy dataset (abstract renderings)")
+    s.add_argument("out", help="output folder: OUT/<class>/*.jpg and OUT/manifest.csv")
+    s.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
+    s.add_argument("--size", type=int, default=128, help="short side in pixels (default 128)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shortcut", action="store_true", help="add a corner watermark to most of one class")
+    s.add_argument("--shortcut-class", default="porn")
+    s.add_argument("--shortcut-rate", type=float, default=0.6, help="share of that class watermarked")
+    s.add_argument("--shortcut-leak", type=float, default=0.02, help="share of other classes watermarked")
+    s.add_argument("--gallery-size", type=int, nargs=2, default=(1, 12), metavar=("MIN", "MAX"))
+    s.add_argument("--near-dup-rate", type=float, default=0.08)
+    s.add_argument("--conflict-rate", type=float, default=0.005, help="reposts into the confusable class")
+    s.add_argument("--corrupt-rate", type=float, default=0.01, help="broken downloads added per class")
+    s.add_argument("--label-noise", type=float, default=0.0)
+    s.add_argument("--motif-scale", type=float, nargs=2, default=(0.28, 0.42), metavar=("MIN", "MAX"),
+                   help="motif diameter as a share of the short side")
+    s.add_argument("--motif-contrast", type=float, default=1.0, help="1 = full, lower = fainter motif")
+    s.add_argument("--occlusion", type=float, nargs=2, default=(0.25, 0.65), metavar=("MIN", "MAX"),
+                   help="share of the motif covered in 'partly covered' images")
+    s.add_argument("--decoy-rate", type=float, default=0.5)
+    s.add_argument("--cover-rate", type=float, default=0.15)
+    s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_synth)
+
+    c = sub.add_parser("curate", help="validate, deduplicate, split (group-aware) and cache an ImageFolder")
+    c.add_argument("src", help="SRC/<class>/... (nested folders and any extension allowed)")
+    c.add_argument("out")
+    c.add_argument("--val", type=float, default=0.1)
+    c.add_argument("--test", type=float, default=0.1)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--short-side", type=int, default=256, help="short side of the cache (default 256)")
+    c.add_argument("--phash-threshold", type=int, default=8, help="Hamming distance for near-duplicates")
+    c.add_argument("--min-side", type=int, default=32, help="quarantine smaller images")
+    c.add_argument("--groups", help="CSV with group ids (group + file or sha256); default SRC/manifest.csv")
+    c.add_argument("--workers", type=int, default=None)
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=_curate)
+
+    r = sub.add_parser("prepare", help="make the curated data a profile needs (what `make study` runs)")
+    r.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
+    r.add_argument("--data", help="a curated folder, or an ImageFolder to curate (default: the proxy)")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=_prepare)
+
+    k = sub.add_parser("check", help="validate image files with the robust loader")
+    k.add_argument("files", nargs="+")
+    k.set_defaults(func=_check)
+
+    sub.add_parser("paths", help="print project paths and run profiles").set_defaults(func=_paths)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nsfw-lab``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NsfwLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (partial output was discarded)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Project paths and run profiles: the one place the CLI and the notebooks take them from.
+
+Layout (cookiecutter-data-science vocabulary):
+
+- ``data/raw/``        immutable inputs: generated proxies, a scraper copy you point at
+- ``data/processed/``  curated datasets (split manifest + pre-resized cache) that training reads
+- ``reports/``         what runs produce: executed notebooks, figures, metrics
+
+``NSFW_LAB_ROOT`` overrides the project root, ``NSFW_LAB_DATA`` / ``NSFW_LAB_REPORTS`` the two folders.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CLASSES: tuple[str, ...] = ("drawings", "hentai", "neutral", "porn", "sexy")
+"""The five classes of the nsfw_data_scraper taxonomy, in the (sorted) order used for label ids."""
+
+
+def _project_root() -> Path:
+    env = os.environ.get("NSFW_LAB_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+PROJECT_ROOT: Path = _project_root()
+DATA_DIR: Path = Path(os.environ.get("NSFW_LAB_DATA", PROJECT_ROOT / "data")).expanduser().resolve()
+RAW_DIR: Path = DATA_DIR / "raw"
+PROCESSED_DIR: Path = DATA_DIR / "processed"
+REPORTS_DIR: Path = Path(os.environ.get("NSFW_LAB_REPORTS", PROJECT_ROOT / "reports")).expanduser().resolve()
+FIGURES_DIR: Path = REPORTS_DIR / "figures"
+METRICS_DIR: Path = REPORTS_DIR / "metrics"
+NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one run tier. ``smoke`` is for CI, ``cpu`` for a laptop, ``gpu`` for a real study."""
+
+    name: str
+    per_class: int  # proxy images per class
+    proxy_px: int  # short side of generated proxy images
+    short_side: int  # short side of the curated cache
+    image_size: int  # model input for small CPU models (the big models use their own size)
+    epochs: int
+    batch_size: int
+    max_steps: int | None  # cap on optimiser steps per run (None = no cap)
+    seeds: tuple[int, ...]  # seeds for repeated experiments (ablations)
+    device: str  # "auto" picks CUDA when present
+    weights: str  # "imagenet" when the weights can be had, else "none"
+
+    def to_dict(self) -> dict:
+        """Plain-typed view (for JSON and papermill parameters)."""
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", per_class=40, proxy_px=64, short_side=64, image_size=56, epochs=1,
+                     batch_size=16, max_steps=4, seeds=(0,), device="cpu", weights="none"),
+    "cpu": Profile("cpu", per_class=200, proxy_px=128, short_side=128, image_size=112, epochs=8,
+                   batch_size=32, max_steps=None, seeds=(0, 1, 2), device="auto", weights="none"),
+    "gpu": Profile("gpu", per_class=2000, proxy_px=320, short_side=256, image_size=224, epochs=30,
+                   batch_size=128, max_steps=None, seeds=(0, 1, 2), device="auto", weights="imagenet"),
+}
+DEFAULT_PROFILE = "cpu"
+
+
+def get_profile(name: str) -> Profile:
+    """Return the profile called ``name`` or raise ``ValueError`` naming the valid ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+def proxy_raw_dir(profile: Profile | str) -> Path:
+    """Where ``nsfw-lab prepare`` writes the generated proxy for a profile."""
+    p = get_profile(profile) if isinstance(profile, str) else profile
+    return RAW_DIR / f"proxy-{p.name}"
+
+
+def proxy_curated_dir(profile: Profile | str) -> Path:
+    """Where ``nsfw-lab prepare`` writes the curated proxy for a profile."""
+    p = get_profile(profile) if isinstance(profile, str) else profile
+    return PROCESSED_DIR / f"proxy-{p.name}"

@@ -1,0 +1,1 @@
+"""Data pipeline: generate (synth) → load safely (imageio) → curate (hashing, split) → serve (dataset)."""

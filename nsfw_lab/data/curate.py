@@ -1,0 +1,318 @@
+"""``nsfw-lab curate SRC OUT``: validate, deduplicate, split without leakage, and cache.
+
+SRC is any ImageFolder (``SRC/<class>/...``, nested folders, any extension or none). Nothing under SRC
+is ever written. OUT is built under a hidden temporary name and appears only when complete:
+
+- ``OUT/{train,val,test}/<class>/<sha256[:20]>.jpg``  pre-resized cache (what training reads)
+- ``OUT/manifest.csv``         one row per kept image
+- ``OUT/quarantine.csv``       files that are not usable images, with the reason
+- ``OUT/duplicates.csv``       byte-identical copies removed within a class
+- ``OUT/label_conflicts.csv``  images found (exactly or nearly) in more than one class: dropped
+- ``OUT/curation_report.json`` counts, settings and the leakage check
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from nsfw_lab.data.hashing import UnionFind, near_duplicate_pairs, phash_hex, sha256_hex
+from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_image_bytes
+from nsfw_lab.data.split import SPLITS, group_stratified_split, max_proportion_gap, split_table
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_csv, staged_dir, write_csv
+from nsfw_lab.parallel import imap_ordered
+
+IGNORED_SUFFIXES = frozenset({".txt", ".csv", ".json", ".md", ".html", ".htm", ".log", ".py", ".sh", ".yml",
+                              ".yaml", ".db", ".sqlite", ".parquet"})
+"""Metadata next to images (the scraper's ``urls_<class>.txt``, manifests): counted, not validated.
+An HTML page saved as ``.jpg`` is still caught, because its extension is not in this list."""
+
+MANIFEST_COLUMNS = ("split", "class", "group", "source_group", "near_dup_cluster", "sha256", "phash",
+                    "source_path", "cached_path", "width", "height", "cache_width", "cache_height")
+REPORT_NAME = "curation_report.json"
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """Settings of one curation; the report records them."""
+
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    short_side: int = 256
+    phash_threshold: int = 8  # max Hamming distance (of 64 bits) for a near-duplicate
+    min_side: int = 32  # smaller images are quarantined (icons, tracking pixels)
+    max_pixels: int = MAX_PIXELS_DEFAULT
+    jpeg_quality: int = 95
+    groups: str | None = None  # CSV with a group column (and file or sha256); default: SRC/manifest.csv
+
+
+@dataclass
+class _Rec:
+    rel: str
+    cls: str
+    ok: bool = False
+    reason: str = ""
+    detail: str = ""
+    sha256: str = ""
+    phash: str = ""
+    width: int = 0
+    height: int = 0
+    cache_w: int = 0
+    cache_h: int = 0
+
+
+def scan(src: Path) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Class names, (relative path, class) of every candidate file in sorted order, and ignored count."""
+    classes = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[tuple[str, str]] = []
+    ignored = 0
+    for cls in classes:
+        for dirpath, dirnames, filenames in os.walk(src / cls):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                if Path(name).suffix.lower() in IGNORED_SUFFIXES:
+                    ignored += 1
+                    continue
+                files.append(((Path(dirpath) / name).relative_to(src).as_posix(), cls))
+    return classes, files, ignored
+
+
+def cache_image(img: Image.Image, short_side: int, quality: int) -> bytes:
+    """Resize so the short side is at most ``short_side`` (aspect kept, never upscaled); JPEG bytes."""
+    w, h = img.size
+    s = min(w, h)
+    if s > short_side:
+        img = img.resize((max(1, round(w * short_side / s)), max(1, round(h * short_side / s))),
+                         Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _inspect(args: tuple[Path, str, str, Path, CurateConfig]) -> _Rec:
+    """Worker: validate one file, hash it and stage its cached copy as ``staging/<sha256>.jpg``."""
+    src, rel, cls, staging, cfg = args
+    rec = _Rec(rel, cls)
+    path = src / rel
+    try:
+        data = path.read_bytes()
+        img = decode_image_bytes(data, path, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
+    except ImageLoadError as exc:
+        rec.reason, rec.detail = exc.reason, exc.detail
+        return rec
+    except OSError as exc:
+        rec.reason, rec.detail = "unreadable", f"cannot read file ({exc.strerror or exc})"
+        return rec
+    rec.sha256 = sha256_hex(data)
+    rec.width, rec.height = img.size
+    cached = cache_image(img, cfg.short_side, cfg.jpeg_quality)
+    target = staging / f"{rec.sha256}.jpg"
+    if not target.exists():
+        atomic_write_bytes(target, cached)
+    with Image.open(io.BytesIO(cached)) as back:  # hash what training will read
+        back.load()
+        rec.cache_w, rec.cache_h = back.size
+        rec.phash = phash_hex(back)
+    rec.ok = True
+    return rec
+
+
+def load_known_groups(path: Path, root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Read a group manifest: ``group``/``group_id`` plus ``sha256`` and/or ``file``/``path`` columns.
+
+    Returns (group by sha256, group by path relative to ``root``). Works with the proxy's manifest
+    and with the download audit manifest (``nsfw-lab download``).
+    """
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NsfwLabError(f"{path}: cannot read group manifest ({exc})") from None
+    if not rows:
+        return {}, {}
+    cols = set(rows[0])
+    gcol = "group" if "group" in cols else "group_id" if "group_id" in cols else None
+    fcol = "file" if "file" in cols else "path" if "path" in cols else None
+    if gcol is None or (fcol is None and "sha256" not in cols):
+        raise NsfwLabError(f"{path}: a group manifest needs a 'group' column and a 'file' or 'sha256' column")
+    by_sha: dict[str, str] = {}
+    by_rel: dict[str, str] = {}
+    for r in rows:
+        g = (r.get(gcol) or "").strip()
+        if not g:
+            continue
+        if r.get("sha256"):
+            by_sha[r["sha256"].strip().lower()] = g
+        if fcol and r.get(fcol):
+            by_rel[Path(r[fcol]).as_posix()] = g
+    return by_sha, by_rel
+
+
+def _check_paths(src: Path, out: Path) -> None:
+    if not src.is_dir():
+        raise NsfwLabError(f"{src}: not a folder (expected SRC/<class>/<images>)")
+    if out == src or src in out.parents:
+        raise NsfwLabError(f"{out}: OUT must not be inside SRC (curation never writes under SRC)")
+    if out in src.parents:
+        raise NsfwLabError(f"{out}: OUT must not contain SRC")
+
+
+def curate(src: Path, out: Path, cfg: CurateConfig = CurateConfig(), workers: int | None = None,
+           overwrite: bool = False, progress: bool = True) -> dict:
+    """Curate ``src`` into ``out`` and return the report (also written to ``out/curation_report.json``)."""
+    src, out = Path(src).resolve(), Path(out).resolve()
+    _check_paths(src, out)
+    if not 0 <= cfg.phash_threshold <= 32:
+        raise NsfwLabError(f"--phash-threshold must be in 0..32 (got {cfg.phash_threshold})")
+    classes, files, ignored = scan(src)
+    if not files:
+        raise NsfwLabError(f"{src}: no files found in class folders (expected SRC/<class>/<images>)")
+    groups_path = Path(cfg.groups) if cfg.groups else (src / "manifest.csv")
+    by_sha, by_rel = load_known_groups(groups_path, src) if groups_path.is_file() else ({}, {})
+    if cfg.groups and not groups_path.is_file():
+        raise NsfwLabError(f"{groups_path}: group manifest not found")
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        staging = tmp / ".staging"
+        staging.mkdir()
+        recs = list(imap_ordered(_inspect, ((src, rel, cls, staging, cfg) for rel, cls in files),
+                                 total=len(files), workers=workers, desc="validate+hash", progress=progress))
+        report = _finish(src, tmp, staging, recs, classes, ignored, by_sha, by_rel, cfg, workers, progress)
+        report["groups_manifest"] = str(groups_path) if (by_sha or by_rel) else None
+        shutil.rmtree(staging)
+        atomic_write_json(tmp / REPORT_NAME, report)
+    return report
+
+
+def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list[str], ignored: int,
+            by_sha: dict[str, str], by_rel: dict[str, str], cfg: CurateConfig, workers: int | None,
+            progress: bool) -> dict:
+    bad = [r for r in recs if not r.ok]
+    write_csv(tmp / "quarantine.csv", ("source_path", "class", "reason", "detail"),
+              ((r.rel, r.cls, r.reason, r.detail) for r in bad))
+    # 1. byte-identical copies within a class: keep the first path
+    first: dict[tuple[str, str], str] = {}
+    dups: list[tuple[str, str, str, str]] = []
+    cand: list[_Rec] = []
+    for r in (r for r in recs if r.ok):
+        key = (r.sha256, r.cls)
+        if key in first:
+            dups.append((r.rel, r.cls, first[key], r.sha256))
+        else:
+            first[key] = r.rel
+            cand.append(r)
+    write_csv(tmp / "duplicates.csv", ("source_path", "class", "duplicate_of", "sha256"), dups)
+    # 2. near-duplicates (pHash) over the whole set; a match across classes is a label conflict
+    pairs = near_duplicate_pairs([r.phash for r in cand], cfg.phash_threshold)
+    conflict_with: dict[int, set[str]] = defaultdict(set)
+    match: dict[int, str] = {}
+    for i, j, _ in pairs:
+        if cand[i].cls != cand[j].cls:
+            conflict_with[i].add(cand[j].cls)
+            conflict_with[j].add(cand[i].cls)
+            match.setdefault(i, cand[j].rel)
+            match.setdefault(j, cand[i].rel)
+    write_csv(tmp / "label_conflicts.csv", ("source_path", "class", "also_in", "matches", "sha256", "phash"),
+              ((cand[i].rel, cand[i].cls, " ".join(sorted(conflict_with[i])), match[i], cand[i].sha256,
+                cand[i].phash) for i in sorted(conflict_with)))
+    keep_idx = [i for i in range(len(cand)) if i not in conflict_with]
+    pos = {i: k for k, i in enumerate(keep_idx)}
+    kept = [cand[i] for i in keep_idx]
+    # 3. groups: near-duplicate clusters merged with known galleries
+    dup_uf, uf = UnionFind(len(kept)), UnionFind(len(kept))
+    for i, j, _ in pairs:
+        if i in pos and j in pos:
+            dup_uf.union(pos[i], pos[j])
+            uf.union(pos[i], pos[j])
+    known = [by_sha.get(r.sha256) or by_rel.get(r.rel) or "" for r in kept]
+    first_of_group: dict[str, int] = {}
+    for k, g in enumerate(known):
+        if g:
+            uf.union(k, first_of_group.setdefault(g, k))
+    units, dup_cluster = uf.labels(), dup_uf.labels()
+    cluster_sizes = Counter(dup_cluster)
+    unit_name = {u: f"u{n:06d}" for n, u in enumerate(sorted(set(units)))}
+    labels = [r.cls for r in kept]
+    splits = group_stratified_split(labels, units, cfg.val, cfg.test, cfg.seed)
+    # 4. move the staged cache into place and write the manifest
+    for s in SPLITS:
+        for c in classes:
+            (tmp / s / c).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, r in enumerate(kept):
+        cached = f"{splits[k]}/{r.cls}/{r.sha256[:20]}.jpg"
+        os.replace(staging / f"{r.sha256}.jpg", tmp / cached)
+        cl = dup_cluster[k]
+        rows.append((splits[k], r.cls, unit_name[units[k]], known[k],
+                     f"d{cl:06d}" if cluster_sizes[cl] > 1 else "", r.sha256, r.phash, r.rel, cached,
+                     r.width, r.height, r.cache_w, r.cache_h))
+    rows.sort(key=lambda row: (SPLITS.index(row[0]), row[1], row[8]))
+    write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows)
+    leakage = leakage_check(tmp, rows, cfg.phash_threshold, workers, progress)
+    if not leakage["passed"]:
+        raise NsfwLabError(f"{src}: leakage check failed after splitting ({leakage}); nothing written")
+    reasons = Counter(r.reason for r in bad)
+    return {
+        "source": str(src),
+        "classes": classes,
+        "settings": asdict(cfg),
+        "files_seen": len(recs),
+        "metadata_files_ignored": ignored,
+        "quarantined": len(bad),
+        "quarantined_by_reason": dict(sorted(reasons.items())),
+        "exact_duplicates_removed": len(dups),
+        "near_duplicate_pairs": sum(1 for i, j, _ in pairs if i in pos and j in pos),
+        "near_duplicate_clusters": sum(1 for n in cluster_sizes.values() if n > 1),
+        "label_conflicts_dropped": len(conflict_with),
+        "kept": len(kept),
+        "groups": len(unit_name),
+        "known_groups": len(first_of_group),
+        "counts": split_table(labels, splits),
+        "max_class_proportion_gap": round(max_proportion_gap(labels, splits), 4),
+        "leakage_check": leakage,
+    }
+
+
+def _phash_file(path: Path) -> str:
+    with Image.open(path) as im:
+        im.load()
+        return phash_hex(im)
+
+
+def leakage_check(out: Path, rows: list[tuple], threshold: int, workers: int | None = None,
+                  progress: bool = True) -> dict:
+    """Recompute pHashes from the cached files and count neighbours that sit in different splits.
+
+    Also counts sha256 values and group ids found in more than one split. All three must be zero.
+    """
+    paths = [out / r[8] for r in rows]
+    hashes = list(imap_ordered(_phash_file, paths, total=len(paths), workers=workers, desc="leakage check",
+                               progress=progress, chunksize=32))
+    split_of = [r[0] for r in rows]
+    cross = [(i, j) for i, j, _ in near_duplicate_pairs(hashes, threshold) if split_of[i] != split_of[j]]
+    sha_splits: dict[str, set[str]] = defaultdict(set)
+    group_splits: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        sha_splits[r[5]].add(r[0])
+        group_splits[r[2]].add(r[0])
+        if r[3]:
+            group_splits["known:" + r[3]].add(r[0])
+    result = {
+        "phash_threshold": threshold,
+        "cross_split_near_duplicates": len(cross),
+        "cross_split_sha256": sum(1 for v in sha_splits.values() if len(v) > 1),
+        "groups_straddling_splits": sum(1 for v in group_splits.values() if len(v) > 1),
+        "hashes_matching_manifest": sum(1 for h, r in zip(hashes, rows, strict=True) if h == r[6]),
+    }
+    result["passed"] = (result["cross_split_near_duplicates"] == 0 and result["cross_split_sha256"] == 0
+                        and result["groups_straddling_splits"] == 0
+                        and result["hashes_matching_manifest"] == len(rows))
+    return result

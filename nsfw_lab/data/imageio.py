@@ -1,0 +1,231 @@
+"""Open any path as an RGB image, or fail with a typed error and a one-line reason.
+
+Handles what scraped image folders contain: EXIF-rotated photos; palette, alpha, CMYK, grayscale,
+16-bit and float images; animated GIF/WebP/PNG (first frame); decompression bombs; and files that only
+pretend to be images (zero bytes, truncated, HTML or JSON error pages saved as ``.jpg``, text, archives).
+A truncated JPEG is an error, never an image with a grey lower half.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from nsfw_lab.errors import NsfwLabError
+
+MAX_PIXELS_DEFAULT = 89_478_485  # Pillow's own default bomb limit (about 0.25 GiB of RGBA)
+ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+_SNIFF = 512
+
+
+class ImageLoadError(NsfwLabError):
+    """A file that cannot be used as an image. ``reason`` is a short machine-friendly code."""
+
+    reason = "unreadable"
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = str(path)
+        self.detail = detail
+        super().__init__(f"{self.path}: {detail}")
+
+
+class MissingFile(ImageLoadError):
+    reason = "missing"
+
+
+class EmptyFile(ImageLoadError):
+    reason = "empty"
+
+
+class NotAnImage(ImageLoadError):
+    reason = "not_an_image"
+
+
+class TruncatedImage(ImageLoadError):
+    reason = "truncated"
+
+
+class CorruptImage(ImageLoadError):
+    reason = "corrupt"
+
+
+class DecompressionBomb(ImageLoadError):
+    reason = "too_many_pixels"
+
+
+class UnsupportedImage(ImageLoadError):
+    reason = "unsupported"
+
+
+class TooSmall(ImageLoadError):
+    reason = "too_small"
+
+
+def sniff_non_image(head: bytes) -> str | None:
+    """Name the kind of a non-image file from its first bytes, or None if it may be an image."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<meta")):
+        return "an HTML page, not an image"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "SVG/XML text, not a raster image" if b"<svg" in text else "an XML document, not an image"
+    if text.startswith((b"{", b"[")):
+        return "JSON text, not an image"
+    if head.startswith(b"%PDF"):
+        return "a PDF document, not an image"
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
+        return "an archive, not an image"
+    return None
+
+
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def magic_format(head: bytes) -> str | None:
+    """The image format announced by the file's first bytes, if any."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(b >= 9 for b in head)
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """A baseline or progressive JPEG ends with the EOI marker (trailing padding allowed)."""
+    return data.rstrip(b"\x00\r\n \t").endswith(b"\xff\xd9")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB with correct scaling and alpha handling."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "CMYK":
+        icc = im.info.get("icc_profile")
+        if icc:
+            try:
+                src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+                return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError):
+                pass
+        return im.convert("RGB")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        mode = im.mode
+        if mode == "RGB":
+            return im
+    if mode in ("RGBA", "LA", "La", "RGBa", "RGBX"):
+        if mode == "RGBX":
+            return im.convert("RGB")
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        elif mode == "I":
+            arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
+        else:  # float: [0, 1] images are scaled, others clipped to the 8-bit range
+            arr = arr * 255.0 if arr.max(initial=0) <= 1.0 else arr
+        gray = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+        return gray.convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise UnsupportedImage(getattr(im, "filename", "?"), f"cannot convert mode {mode} to RGB ({exc})") from None
+
+
+def load_image(path: Path | str, max_pixels: int = MAX_PIXELS_DEFAULT, min_side: int = 1) -> Image.Image:
+    """Open ``path`` as a fully decoded RGB ``PIL.Image``.
+
+    EXIF orientation is applied; animated images give their first frame; transparency is composited
+    on white. Raises a subclass of :class:`ImageLoadError` whose message names the file and the reason.
+
+    Args:
+        path: file to open (any extension, or none).
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard).
+        min_side: refuse images whose shorter side is smaller than this.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFile(path, "no such file") from None
+    except IsADirectoryError:
+        raise NotAnImage(path, "is a directory, not a file") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read file ({exc.strerror or exc})") from None
+    return decode_image_bytes(data, path, max_pixels=max_pixels, min_side=min_side)
+
+
+def decode_image_bytes(
+    data: bytes, path: Path | str = "<bytes>", max_pixels: int = MAX_PIXELS_DEFAULT, min_side: int = 1
+) -> Image.Image:
+    """Like :func:`load_image` for bytes already in memory (``path`` only names them in errors)."""
+    if len(data) == 0:
+        raise EmptyFile(path, "empty file (0 bytes)")
+    head = data[:_SNIFF]
+    kind = sniff_non_image(head)
+    if kind:
+        raise NotAnImage(path, kind)
+    fmt = magic_format(head)
+    if fmt == "JPEG" and not _jpeg_is_complete(data):
+        raise TruncatedImage(path, "truncated JPEG (no end-of-image marker)")
+    if fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
+        raise TruncatedImage(path, "truncated GIF (no trailer)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise DecompressionBomb(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
+            if fmt == "PNG":  # CRC and chunk checks; verify() leaves the image unusable, so reopen
+                Image.open(io.BytesIO(data)).verify()
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb(im)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        fmt = magic_format(head)
+        if fmt:
+            raise CorruptImage(path, f"corrupt {fmt} data (header cannot be parsed)") from None
+        if _looks_like_text(head):
+            raise NotAnImage(path, "plain text, not an image") from None
+        raise NotAnImage(path, "not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecompressionBomb(path, f"decompression bomb refused by Pillow ({exc})") from None
+    except SyntaxError as exc:  # Pillow reports broken PNG chunks/CRCs this way
+        raise CorruptImage(path, f"corrupt image data ({exc})") from None
+    except OSError as exc:
+        msg = str(exc)
+        if any(k in msg.lower() for k in ("truncated", "end of file", "broken data stream")):
+            raise TruncatedImage(path, f"truncated image data ({msg})") from None
+        raise CorruptImage(path, f"corrupt image data ({msg})") from None
+    except (ValueError, TypeError, EOFError, struct.error) as exc:
+        raise CorruptImage(path, f"corrupt image data ({exc})") from None
+    if min(rgb.size) < min_side:
+        raise TooSmall(path, f"{rgb.size[0]}x{rgb.size[1]} is smaller than the minimum side of {min_side}px")
+    return rgb
+

@@ -1,0 +1,250 @@
+"""``nsfw-lab synth``: write the synthetic proxy as ``OUT/<class>/*.jpg`` plus ``OUT/manifest.csv``.
+
+The proxy copies the *structure* of the nsfw_data_scraper data (five class folders, galleries of
+related images, near-duplicate reposts, cross-class reposts, a few broken downloads, an optional
+single-site watermark) with abstract renderings, and records the ground truth the real data lacks:
+gallery ids, the evidence box of each image, which file is a near-duplicate of which, watermarks and
+label noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nsfw_lab.config import CLASSES
+from nsfw_lab.data.synth.render import Box, Difficulty, make_scene, render
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import atomic_write_json, staged_dir, write_csv
+from nsfw_lab.parallel import imap_ordered
+
+CLASS_FACTORS: dict[str, tuple[str, str]] = {
+    "neutral": ("photo", "absent"),
+    "sexy": ("photo", "partial"),
+    "porn": ("photo", "visible"),
+    "drawings": ("drawing", "absent"),
+    "hentai": ("drawing", "visible"),
+}
+"""class -> (rendering style, target motif). The real taxonomy's structure as two factors."""
+
+CONFUSABLE: dict[str, str] = {"porn": "sexy", "sexy": "porn", "hentai": "drawings", "drawings": "hentai",
+                              "neutral": "sexy"}
+"""Where label noise and cross-class reposts go: the confusions users report on the real data."""
+
+MANIFEST_COLUMNS = ("file", "class", "group", "sha256", "evidence_box", "near_duplicate_of", "watermark",
+                    "kind", "true_class", "style", "motif", "width", "height")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines the proxy; equal configs give byte-identical output."""
+
+    per_class: int = 200
+    size: int = 128  # short side of each image, pixels
+    seed: int = 0
+    shortcut: bool = False
+    shortcut_class: str = "porn"
+    shortcut_rate: float = 0.6  # share of shortcut_class images carrying the watermark
+    shortcut_leak: float = 0.02  # share of every other class carrying it
+    gallery_size: tuple[int, int] = (1, 12)  # images per gallery, inclusive range
+    near_dup_rate: float = 0.08  # share of each class that are near-duplicates of a gallery sibling
+    conflict_rate: float = 0.005  # share of each class reposted into the confusable class
+    corrupt_rate: float = 0.01  # broken "downloads" added per class (HTML, truncated, empty)
+    label_noise: float = 0.0  # share of images rendered as the confusable class
+    difficulty: Difficulty = field(default_factory=Difficulty)
+
+    def validate(self) -> None:
+        """Raise NsfwLabError for out-of-range settings."""
+        if self.per_class < 1:
+            raise NsfwLabError(f"--per-class must be at least 1 (got {self.per_class})")
+        if self.size < 32:
+            raise NsfwLabError(f"--size must be at least 32 px (got {self.size})")
+        if self.shortcut_class not in CLASSES:
+            raise NsfwLabError(f"--shortcut-class must be one of {', '.join(CLASSES)}")
+        for name in ("shortcut_rate", "shortcut_leak", "near_dup_rate", "conflict_rate", "corrupt_rate",
+                     "label_noise"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise NsfwLabError(f"--{name.replace('_', '-')} must be in [0, 1] (got {v})")
+        lo, hi = self.gallery_size
+        if not 1 <= lo <= hi:
+            raise NsfwLabError(f"--gallery-size must be 1 <= MIN <= MAX (got {lo} {hi})")
+
+
+@dataclass(frozen=True)
+class _Job:
+    file: str
+    cls: str
+    true_cls: str
+    group: str
+    scene_seed: int
+    image_seed: int
+    watermark: bool
+
+
+def _render_job(args: tuple[_Job, SynthConfig]) -> tuple[bytes, Box | None, tuple[int, int]]:
+    job, cfg = args
+    style, motif = CLASS_FACTORS[job.true_cls]
+    scene = make_scene(np.random.default_rng(job.scene_seed), style, cfg.size, cfg.difficulty)
+    rng = np.random.default_rng(job.image_seed)
+    img, box = render(scene, motif, rng, cfg.difficulty, watermark=job.watermark)
+    quality = int(rng.integers(80, 96))
+    return _jpeg(img, quality), box, img.size
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _file_numbers(cfg: SynthConfig, cls: str) -> np.ndarray:
+    """Shuffled file numbers of a class, so that galleries are not contiguous in a listing."""
+    return np.random.default_rng([cfg.seed, 10, CLASSES.index(cls)]).permutation(cfg.per_class)
+
+
+def _plan(cfg: SynthConfig) -> list[_Job]:
+    """Assign every original image to a class, gallery, seeds and watermark flag."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    jobs: list[_Job] = []
+    gid = 0
+    for cls in CLASSES:
+        n_orig = cfg.per_class - round(cfg.per_class * cfg.near_dup_rate) - round(cfg.per_class * cfg.conflict_rate)
+        n_orig = max(1, n_orig)
+        names = _file_numbers(cfg, cls)
+        k = 0
+        while k < n_orig:
+            size = min(int(rng.integers(cfg.gallery_size[0], cfg.gallery_size[1] + 1)), n_orig - k)
+            group = f"g{gid:05d}"
+            gid += 1
+            true_cls = CONFUSABLE[cls] if rng.random() < cfg.label_noise else cls
+            scene_seed = int(rng.integers(2**62))
+            for _ in range(size):
+                share = cfg.shortcut_rate if cls == cfg.shortcut_class else cfg.shortcut_leak
+                wm = bool(cfg.shortcut and rng.random() < share)
+                jobs.append(_Job(f"{cls}/{cls}_{int(names[k]):05d}.jpg", cls, true_cls, group, scene_seed,
+                                 int(rng.integers(2**62)), wm))
+                k += 1
+    return jobs
+
+
+def _near_duplicate(data: bytes, box: Box | None,
+                    rng: np.random.Generator) -> tuple[bytes, Box | None, tuple[int, int]]:
+    """Re-encoded, rescaled and slightly cropped copy; the evidence box follows the transform."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    cl, ct, cr, cb = (int(rng.integers(0, max(1, int(d * 0.04)) + 1)) for d in (w, h, w, h))
+    img = img.crop((cl, ct, w - cr, h - cb))
+    s = float(rng.uniform(0.7, 1.3))
+    nw, nh = max(8, round(img.width * s)), max(8, round(img.height * s))
+    sx, sy = nw / img.width, nh / img.height
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    new_box = None
+    if box is not None:
+        x0, y0, x1, y1 = box
+        new_box = (max(0, int((x0 - cl) * sx)), max(0, int((y0 - ct) * sy)),
+                   min(nw, round((x1 - cl) * sx)), min(nh, round((y1 - ct) * sy)))
+    return _jpeg(img, int(rng.integers(55, 90))), new_box, (nw, nh)
+
+
+_BROKEN = (
+    ("html", b"<!DOCTYPE html><html><head><title>404 Not Found</title></head><body>gone</body></html>\n"),
+    ("json", b'{"data": {"error": "Imgur is temporarily over capacity"}, "success": false, "status": 503}\n'),
+    ("empty", b""),
+    ("truncated", None),
+)
+
+
+def _box_str(box: Box | None) -> str:
+    return "" if box is None else " ".join(str(v) for v in box)
+
+
+def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Generate the proxy into ``out`` (built aside and moved into place when complete).
+
+    Returns the manifest path. ``workers`` processes render in parallel (default: all cores);
+    the output does not depend on it.
+    """
+    cfg.validate()
+    jobs = _plan(cfg)
+    rows: dict[str, dict] = {}
+    with staged_dir(Path(out), overwrite=overwrite) as tmp:
+        for cls in CLASSES:
+            (tmp / cls).mkdir()
+        results = imap_ordered(_render_job, [(j, cfg) for j in jobs], total=len(jobs), workers=workers,
+                               desc="synth", progress=progress)
+        for job, (data, box, (w, h)) in zip(jobs, results, strict=True):
+            (tmp / job.file).write_bytes(data)
+            rows[job.file] = _row(job.file, job.cls, job.group, data, box, "", job.watermark, "original",
+                                  job.true_cls, w, h)
+        _add_copies(tmp, cfg, jobs, rows)
+        _add_broken(tmp, cfg, rows)
+        ordered = [rows[k] for k in sorted(rows)]
+        write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, ([r[c] for c in MANIFEST_COLUMNS] for r in ordered))
+        atomic_write_json(tmp / "synth_config.json", {"generator": "nsfw_lab.synth", **asdict(cfg)})
+    return Path(out) / "manifest.csv"
+
+
+def _row(file: str, cls: str, group: str, data: bytes, box: Box | None, dup_of: str, wm: bool, kind: str,
+         true_cls: str, w: int, h: int) -> dict:
+    style, motif = CLASS_FACTORS[true_cls]
+    return {"file": file, "class": cls, "group": group, "sha256": hashlib.sha256(data).hexdigest(),
+            "evidence_box": _box_str(box), "near_duplicate_of": dup_of, "watermark": int(wm), "kind": kind,
+            "true_class": true_cls, "style": style, "motif": motif, "width": w, "height": h}
+
+
+def _parse_box(s: str) -> Box | None:
+    return tuple(int(v) for v in s.split()) if s else None  # type: ignore[return-value]
+
+
+def _add_copies(tmp: Path, cfg: SynthConfig, jobs: list[_Job], rows: dict[str, dict]) -> None:
+    """Near-duplicates inside each class, and reposts into the confusable class (label conflicts)."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    by_cls: dict[str, list[_Job]] = {c: [j for j in jobs if j.cls == c] for c in CLASSES}
+    used = {c: len(v) for c, v in by_cls.items()}
+    for cls in CLASSES:
+        n_near = round(cfg.per_class * cfg.near_dup_rate)
+        n_conf = round(cfg.per_class * cfg.conflict_rate)
+        names = _file_numbers(cfg, cls)
+        for i in range(n_near + n_conf):
+            src_cls = cls if i < n_near else CONFUSABLE[cls]
+            src = by_cls[src_cls][int(rng.integers(len(by_cls[src_cls])))]
+            srow = rows[src.file]
+            data = (tmp / src.file).read_bytes()
+            box = _parse_box(srow["evidence_box"])
+            if i >= n_near and rng.random() < 0.5:  # half the reposts are byte-identical
+                new, w, h = data, srow["width"], srow["height"]
+            else:
+                new, box, (w, h) = _near_duplicate(data, box, rng)
+            if used[cls] >= cfg.per_class:
+                break
+            file = f"{cls}/{cls}_{int(names[used[cls]]):05d}.jpg"
+            used[cls] += 1
+            (tmp / file).write_bytes(new)
+            kind = "near_duplicate" if i < n_near else "conflict_copy"
+            rows[file] = _row(file, cls, src.group, new, box, src.file, bool(srow["watermark"]), kind,
+                              srow["true_class"], w, h)
+
+
+def _add_broken(tmp: Path, cfg: SynthConfig, rows: dict[str, dict]) -> None:
+    """A few files that only pretend to be JPEGs, as dead scraper downloads do."""
+    rng = np.random.default_rng([cfg.seed, 3])
+    n = round(cfg.per_class * cfg.corrupt_rate)
+    for cls in CLASSES:
+        originals = sorted(f for f, r in rows.items() if r["class"] == cls and r["kind"] == "original")
+        for i in range(n):
+            name, data = _BROKEN[int(rng.integers(len(_BROKEN)))]
+            if data is None:
+                src = (tmp / originals[int(rng.integers(len(originals)))]).read_bytes()
+                data = src[: len(src) * 3 // 5]
+            file = f"{cls}/broken_{i:03d}_{name}.jpg"
+            (tmp / file).write_bytes(data)
+            rows[file] = {"file": file, "class": cls, "group": "", "sha256": hashlib.sha256(data).hexdigest(),
+                          "evidence_box": "", "near_duplicate_of": "", "watermark": 0, "kind": f"corrupt_{name}",
+                          "true_class": "", "style": "", "motif": "", "width": 0, "height": 0}

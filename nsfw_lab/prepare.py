@@ -1,0 +1,58 @@
+"""``nsfw-lab prepare``: make the data a profile needs, redoing a step only when its inputs changed.
+
+Default (offline): generate the synthetic proxy into ``data/raw/proxy-<profile>`` and curate it into
+``data/processed/proxy-<profile>``. With ``--data DIR``: use DIR if it is already curated, otherwise
+curate it (a scraper ``raw_data`` copy, ``data/train``, any ImageFolder) into ``data/processed/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from nsfw_lab import config
+from nsfw_lab.data.curate import REPORT_NAME, CurateConfig, curate
+from nsfw_lab.data.synth import SynthConfig, generate
+from nsfw_lab.fsutil import atomic_write_json
+
+
+def _same(path: Path, expected: dict) -> bool:
+    """True when the JSON at ``path`` has every key of ``expected`` with the same value."""
+    try:
+        have = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    expected = json.loads(json.dumps(expected))
+    return all(have.get(k) == v for k, v in expected.items())
+
+
+def ensure_curated(src: Path, out: Path, cfg: CurateConfig, progress: bool = True) -> dict:
+    """Curate ``src`` into ``out`` unless ``out`` already holds a curation of ``src`` with ``cfg``."""
+    report = out / REPORT_NAME
+    if _same(report, {"source": str(src.resolve()), "settings": asdict(cfg)}):
+        return json.loads(report.read_text())
+    return curate(src, out, cfg, overwrite=out.exists(), progress=progress)
+
+
+def prepare(profile_name: str = config.DEFAULT_PROFILE, data: Path | None = None, seed: int = 0,
+            progress: bool = True) -> Path:
+    """Make the curated dataset for ``profile_name``; returns its folder."""
+    profile = config.get_profile(profile_name)
+    ccfg = CurateConfig(seed=seed, short_side=profile.short_side)
+    if data is None:
+        raw = config.proxy_raw_dir(profile)
+        scfg = SynthConfig(per_class=profile.per_class, size=profile.proxy_px, seed=seed)
+        if not _same(raw / "synth_config.json", asdict(scfg)):
+            generate(raw, scfg, overwrite=raw.exists(), progress=progress)
+        out = config.proxy_curated_dir(profile)
+        report = ensure_curated(raw, out, ccfg, progress)
+    else:
+        data = Path(data).expanduser().resolve()
+        if (data / REPORT_NAME).is_file():
+            out, report = data, json.loads((data / REPORT_NAME).read_text())
+        else:
+            out = config.PROCESSED_DIR / f"{data.name}-{profile.name}"
+            report = ensure_curated(data, out, ccfg, progress)
+    atomic_write_json(config.METRICS_DIR / f"data_{out.name}.json", {"curated_dir": str(out), **report})
+    return out

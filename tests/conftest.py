@@ -1,0 +1,37 @@
+"""Shared fixtures: small generated proxies (session-scoped: generated once per test run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nsfw_lab.data.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="session")
+def small_proxy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 x 60 images at 64 px with the default structure (galleries, near-duplicates, conflicts, broken files)."""
+    out = tmp_path_factory.mktemp("proxy") / "px"
+    generate(out, SynthConfig(per_class=60, size=64, seed=3, corrupt_rate=0.04, conflict_rate=0.04),
+             progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shortcut_proxy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 x 80 images at 64 px with the watermark shortcut on porn."""
+    out = tmp_path_factory.mktemp("proxy") / "sc"
+    generate(out, SynthConfig(per_class=80, size=64, seed=5, shortcut=True), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_curated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default proxy (5 x 200, all defaults but a 96 px size), curated with the default settings."""
+    from nsfw_lab.data.curate import CurateConfig, curate
+
+    root = tmp_path_factory.mktemp("default")
+    generate(root / "raw", SynthConfig(per_class=200, size=96, seed=0), progress=False)
+    curate(root / "raw", root / "curated", CurateConfig(short_side=96), progress=False)
+    return root / "curated"

@@ -1,0 +1,77 @@
+"""The ``nsfw-lab`` command: one-line errors, paths/profiles, image checks, and ``prepare``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nsfw_lab import config
+
+BIN = Path(sys.executable).parent / "nsfw-lab"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env)
+
+
+def test_console_script_is_installed() -> None:
+    r = run("--version")
+    assert r.returncode == 0 and "nsfw-lab" in r.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    for args in (("curate", str(tmp_path / "missing"), str(tmp_path / "out")),
+                 ("synth", str(tmp_path / "x"), "--per-class", "0")):
+        r = run(*args)
+        assert r.returncode == 2
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")
+
+
+def test_check_reports_good_and_bad_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.jpg").write_bytes(b"<html>gone</html>")
+    r = run("check", str(tmp_path / "ok.png"), str(tmp_path / "bad.jpg"))
+    assert r.returncode == 2
+    assert "ok    " in r.stdout and "bad.jpg: an HTML page, not an image [not_an_image]" in r.stdout
+
+
+def test_paths_lists_the_profiles() -> None:
+    info = json.loads(run("paths").stdout)
+    assert set(info["profiles"]) == {"smoke", "cpu", "gpu"}
+    assert info["profiles"]["cpu"]["per_class"] == config.PROFILES["cpu"].per_class
+
+
+def test_prepare_makes_the_curated_proxy_and_is_a_noop_when_current(tmp_path: Path) -> None:
+    env = {**os.environ, "NSFW_LAB_DATA": str(tmp_path / "data"), "NSFW_LAB_REPORTS": str(tmp_path / "reports")}
+    r = run("prepare", "--profile", "smoke", env=env)
+    assert r.returncode == 0, r.stderr
+    curated = tmp_path / "data" / "processed" / "proxy-smoke"
+    report = json.loads((curated / "curation_report.json").read_text())
+    assert report["leakage_check"]["passed"] and report["kept"] > 150
+    assert (tmp_path / "data" / "raw" / "proxy-smoke" / "manifest.csv").is_file()
+    assert (tmp_path / "reports" / "metrics" / "data_proxy-smoke.json").is_file()
+    stamp = (curated / "curation_report.json").stat().st_mtime_ns
+    r2 = run("prepare", "--profile", "smoke", env=env)
+    assert r2.returncode == 0 and (curated / "curation_report.json").stat().st_mtime_ns == stamp
+    # an existing curated folder given as --data is used as it is
+    r3 = run("prepare", "--profile", "smoke", "--data", str(curated), env=env)
+    assert r3.returncode == 0 and "leakage check passed" in r3.stdout
+
+
+def test_profiles_are_consistent() -> None:
+    for p in config.PROFILES.values():
+        assert p.short_side >= p.image_size and p.proxy_px >= p.short_side
+    assert config.get_profile("smoke").max_steps is not None
+
+
+def test_top_level_api_is_importable() -> None:
+    import nsfw_lab
+
+    for name in nsfw_lab.__all__:
+        assert getattr(nsfw_lab, name) is not None, name

@@ -1,0 +1,122 @@
+"""Packaging: pins, lock, conda file, Makefile, CI entry point, kernel, README."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALLER_TOOLS = {"pip", "setuptools", "wheel", "nsfw-lab"}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _lock() -> dict[str, list[tuple[str, str]]]:
+    """name -> [(version, marker)] from requirements/lock.txt."""
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        req = Requirement(line)
+        spec = list(req.specifier)
+        assert len(spec) == 1 and spec[0].operator == "==", f"lock line not an exact pin: {line}"
+        pins.setdefault(canonicalize_name(req.name), []).append((spec[0].version, str(req.marker or "")))
+    return pins
+
+
+def _applies(marker: str) -> bool:
+    from packaging.markers import Marker
+
+    return not marker or Marker(marker).evaluate()
+
+
+def test_required_runtime_dependencies_and_exact_torch_pins() -> None:
+    proj = _pyproject()["project"]
+    deps = {canonicalize_name(Requirement(d).name): Requirement(d) for d in proj["dependencies"]}
+    for name in ("torch", "torchvision", "grad-cam", "papermill", "jupyterlab", "ipykernel", "matplotlib",
+                 "seaborn", "scikit-learn", "pandas", "imagehash", "tqdm", "pillow"):
+        assert name in deps, name
+    assert str(deps["torch"].specifier) == "==2.14.1"
+    assert str(deps["torchvision"].specifier) == "==0.29.1"
+    assert proj["requires-python"].startswith(">=3.11")
+    assert proj["scripts"]["nsfw-lab"] == "nsfw_lab.cli:main"
+    dev = {canonicalize_name(Requirement(d).name) for d in proj["optional-dependencies"]["dev"]}
+    assert {"pytest", "ruff"} <= dev
+
+
+def test_lock_satisfies_every_declared_requirement() -> None:
+    pins = _lock()
+    proj = _pyproject()["project"]
+    for d in proj["dependencies"] + proj["optional-dependencies"]["dev"]:
+        req = Requirement(d)
+        versions = [v for v, m in pins.get(canonicalize_name(req.name), []) if _applies(m)]
+        assert versions, f"{req.name} is not pinned in requirements/lock.txt"
+        assert all(req.specifier.contains(v, prereleases=True) for v in versions), (d, versions)
+
+
+def test_installed_environment_is_exactly_the_lock() -> None:
+    """Every package in this environment is pinned in the lock, at the installed version."""
+    pins = _lock()
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if name in INSTALLER_TOOLS:
+            continue
+        versions = [v for v, m in pins.get(name, []) if _applies(m)]
+        assert versions, f"{name} is installed but not in requirements/lock.txt"
+        local = dist.version.split("+")[0]
+        assert local in versions, f"{name} {dist.version} installed, lock pins {versions}"
+
+
+def test_environment_yml_cannot_drift_from_pyproject() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    pythons = [d for d in deps if isinstance(d, str) and d.startswith("python")]
+    assert pythons == ["python=3.11"]
+    assert _pyproject()["project"]["requires-python"] == ">=3.11,<3.12"
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    # pip installs the project itself (dependencies come from pyproject.toml) through the same lock file:
+    assert pip == ["--constraint requirements/lock.txt", "--editable .[dev]"]
+    conda_pkgs = {re.split(r"[=<>]", d)[0] for d in deps if isinstance(d, str)}
+    assert conda_pkgs == {"python", "pip"}, "Python packages must come from the lock, not conda"
+
+
+def test_makefile_targets_and_ci_entry_point() -> None:
+    mk = (ROOT / "Makefile").read_text()
+    for target in ("study:", "test:", "lab:", "clean:", "env:", "lock:"):
+        assert re.search(rf"^{target}", mk, re.M), target
+    assert "--constraint $(LOCK)" in mk and "--editable" in mk
+    assert "ipykernel install --sys-prefix --name nsfw-lab" in mk
+    assert re.search(r"^\$\(STAMP\): pyproject.toml \$\(LOCK\)", mk, re.M)  # rebuilt only when these change
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test", ci, re.M)
+
+
+def test_kernel_nsfw_lab_is_registered_inside_this_environment() -> None:
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "nsfw-lab" / "kernel.json"
+    assert spec.is_file(), "run `make env`: the nsfw-lab kernel is not registered in this environment"
+    argv = json.loads(spec.read_text())["argv"]
+    assert Path(argv[0]).resolve().parent == Path(sys.executable).resolve().parent
+
+
+def test_readme_gives_the_two_commands_first() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert "make study" in text and "make test" in text
+    first_code = text.index("```")
+    assert text.index("make study") > first_code and text.index("make study") < first_code + 200
+
+
+def test_generated_data_is_ignored() -> None:
+    ignore = (ROOT / ".gitignore").read_text().splitlines()
+    assert "data/*" in ignore and "!data/README.md" in ignore and ".venv/" in ignore
+    assert (ROOT / "data" / "README.md").is_file()

@@ -1,0 +1,163 @@
+"""The synthetic proxy: determinism, class structure, manifest, galleries, near-duplicates, shortcut."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nsfw_lab.config import CLASSES
+from nsfw_lab.data.hashing import hamming, phash_hex
+from nsfw_lab.data.imageio import ImageLoadError, load_image
+from nsfw_lab.data.synth import CLASS_FACTORS, SynthConfig, generate
+from nsfw_lab.data.synth.generate import MANIFEST_COLUMNS
+from nsfw_lab.data.synth.render import draw_watermark
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import read_csv
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
+    cfg = SynthConfig(per_class=24, size=48, seed=11, shortcut=True)
+    generate(tmp_path / "a", cfg, workers=1, progress=False)
+    generate(tmp_path / "b", cfg, workers=2, progress=False)
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    subprocess.run([sys.executable, "-m", "nsfw_lab", "synth", str(tmp_path / "c"), "--per-class", "24",
+                    "--size", "48", "--seed", "11", "--shortcut", "--workers", "2"], check=True, env=env,
+                   capture_output=True)
+    a = tree_digest(tmp_path / "a")
+    assert len(a) > 5 * 24
+    assert a == tree_digest(tmp_path / "b") == tree_digest(tmp_path / "c")
+
+
+def test_another_seed_gives_other_images(tmp_path: Path) -> None:
+    generate(tmp_path / "a", SynthConfig(per_class=10, size=48, seed=1), progress=False)
+    generate(tmp_path / "b", SynthConfig(per_class=10, size=48, seed=2), progress=False)
+    a, b = tree_digest(tmp_path / "a"), tree_digest(tmp_path / "b")
+    same = [k for k in a if k.endswith(".jpg") and a[k] == b.get(k) and a[k] != hashlib.sha256(b"").hexdigest()]
+    assert not same
+
+
+def test_class_folders_and_manifest(small_proxy: Path) -> None:
+    assert sorted(p.name for p in small_proxy.iterdir() if p.is_dir()) == sorted(CLASSES)
+    rows = read_csv(small_proxy / "manifest.csv")
+    assert tuple(rows[0]) == MANIFEST_COLUMNS
+    on_disk = {p.relative_to(small_proxy).as_posix() for p in small_proxy.rglob("*.jpg")}
+    assert {r["file"] for r in rows} == on_disk
+    images = [r for r in rows if not r["kind"].startswith("corrupt")]
+    assert Counter(r["class"] for r in images) == dict.fromkeys(CLASSES, 60)
+    for r in rows:
+        assert r["file"].startswith(r["class"] + "/")
+        assert r["sha256"] == hashlib.sha256((small_proxy / r["file"]).read_bytes()).hexdigest()
+
+
+def test_two_factors_and_evidence_boxes(small_proxy: Path) -> None:
+    for r in read_csv(small_proxy / "manifest.csv"):
+        if r["kind"].startswith("corrupt"):
+            continue
+        assert (r["style"], r["motif"]) == CLASS_FACTORS[r["true_class"]]
+        if r["motif"] == "absent":
+            assert r["evidence_box"] == ""
+            continue
+        x0, y0, x1, y1 = map(int, r["evidence_box"].split())
+        w, h = int(r["width"]), int(r["height"])
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        with Image.open(small_proxy / r["file"]) as im:
+            assert im.size == (w, h)
+        if r["kind"] == "original":  # diameter within the default motif scale (x jitter)
+            assert 0.28 * 0.85 * min(w, h) - 2 <= max(x1 - x0, y1 - y0) <= 0.42 * 1.15 * min(w, h) + 2
+
+
+def test_galleries_share_a_scene_and_class(small_proxy: Path) -> None:
+    rows = [r for r in read_csv(small_proxy / "manifest.csv") if r["kind"] == "original"]
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_group[r["group"]].append(r)
+    assert len(by_group) < len(rows)  # real galleries, not singletons only
+    assert max(len(v) for v in by_group.values()) >= 4
+    for members in by_group.values():
+        assert len({m["class"] for m in members}) == 1
+        assert len({(m["width"], m["height"]) for m in members}) == 1  # same framing
+
+
+def test_near_duplicates_are_recorded_and_near(small_proxy: Path) -> None:
+    rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
+    near = [r for r in rows.values() if r["kind"] == "near_duplicate"]
+    assert len(near) == 5 * round(60 * 0.08)
+    dists = []
+    for r in near:
+        src = rows[r["near_duplicate_of"]]
+        assert src["class"] == r["class"] and src["group"] == r["group"] and src["kind"] == "original"
+        assert r["sha256"] != src["sha256"]
+        a, b = (phash_hex(load_image(small_proxy / f)) for f in (r["file"], src["file"]))
+        dists.append(hamming(a, b))
+    assert np.median(dists) <= 8
+
+
+def test_conflict_copies_cross_into_the_confusable_class(small_proxy: Path) -> None:
+    rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
+    conflicts = [r for r in rows.values() if r["kind"] == "conflict_copy"]
+    assert conflicts
+    pairs = {frozenset((r["class"], rows[r["near_duplicate_of"]]["class"])) for r in conflicts}
+    assert pairs <= {frozenset(p) for p in (("porn", "sexy"), ("hentai", "drawings"), ("neutral", "sexy"))}
+
+
+def test_broken_files_are_planted_and_fail_to_load(small_proxy: Path) -> None:
+    broken = [r for r in read_csv(small_proxy / "manifest.csv") if r["kind"].startswith("corrupt")]
+    assert len(broken) == 5 * round(60 * 0.04)
+    for r in broken:
+        with pytest.raises(ImageLoadError):
+            load_image(small_proxy / r["file"])
+
+
+def _badge_distance(path: Path) -> float:
+    """Mean colour distance between the watermark badge's four inner corners and the badge colour."""
+    arr = np.asarray(load_image(path), dtype=float)
+    h, w, _ = arr.shape
+    x0, y0, x1, y1 = draw_watermark(Image.new("RGB", (w, h)))
+    corners = arr[[y0 + 1, y0 + 1, y1 - 2, y1 - 2], [x0 + 1, x1 - 2, x0 + 1, x1 - 2]]
+    return float(np.abs(corners - np.array([236, 236, 228])).mean())
+
+
+def test_shortcut_watermark_marks_mostly_one_class(shortcut_proxy: Path) -> None:
+    rows = [r for r in read_csv(shortcut_proxy / "manifest.csv") if not r["kind"].startswith("corrupt")]
+    rate = {c: np.mean([int(r["watermark"]) for r in rows if r["class"] == c]) for c in CLASSES}
+    assert 0.45 <= rate["porn"] <= 0.75
+    assert all(rate[c] <= 0.1 for c in CLASSES if c != "porn")
+    originals = [r for r in rows if r["kind"] == "original"]
+    marked = [_badge_distance(shortcut_proxy / r["file"]) for r in originals if r["watermark"] == "1"][:30]
+    plain = [_badge_distance(shortcut_proxy / r["file"]) for r in originals if r["watermark"] == "0"][:30]
+    assert max(marked) < 20 and np.median(plain) > 40
+
+
+def test_no_watermark_without_shortcut(small_proxy: Path) -> None:
+    assert all(r["watermark"] == "0" for r in read_csv(small_proxy / "manifest.csv"))
+
+
+def test_label_noise_is_recorded(tmp_path: Path) -> None:
+    generate(tmp_path / "n", SynthConfig(per_class=40, size=48, seed=2, label_noise=0.3), progress=False)
+    rows = [r for r in read_csv(tmp_path / "n" / "manifest.csv") if r["kind"] == "original"]
+    noisy = [r for r in rows if r["true_class"] != r["class"]]
+    assert 0.1 < len(noisy) / len(rows) < 0.5
+
+
+def test_bad_settings_and_existing_output_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(NsfwLabError, match="per-class"):
+        generate(tmp_path / "x", SynthConfig(per_class=0), progress=False)
+    with pytest.raises(NsfwLabError, match="label-noise"):
+        generate(tmp_path / "x", SynthConfig(label_noise=2.0), progress=False)
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(NsfwLabError, match="already exists"):
+        generate(tmp_path / "exists", SynthConfig(per_class=2, size=48), progress=False)
+    assert not any(p.name.startswith(".x") for p in tmp_path.iterdir())
