@@ -257,3 +257,25 @@ def test_bad_arguments_are_one_line_errors(small_proxy: Path, tmp_path: Path) ->
         curate(tmp_path / "empty", tmp_path / "o2")
     with pytest.raises(NsfwLabError, match="group manifest not found"):
         curate(small_proxy, tmp_path / "o3", CurateConfig(groups=str(tmp_path / "nope.csv")))
+
+
+def test_repeated_placeholders_are_clustered_or_conflicts(tmp_path: Path) -> None:
+    """Re-encoded copies of one 'image removed' placeholder: one cluster within a class, conflicts across."""
+    src = tmp_path / "src"
+    ph = Image.new("RGB", (120, 90), (200, 200, 200))
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        rng = np.random.default_rng(ord(c))
+        for i in range(25):  # distinct real-looking images
+            arr = rng.integers(0, 255, (9, 12, 3), dtype=np.uint8)
+            Image.fromarray(arr).resize((120, 90), Image.Resampling.BICUBIC).save(src / c / f"img{i}.png")
+    for q in range(60, 90):  # 30 placeholder copies in class a, differing bytes, same pHash
+        ph.save(src / "a" / f"removed_{q}.jpg", quality=q)
+    rep = curate(src, tmp_path / "one", CurateConfig(short_side=64), progress=False)
+    m = read_csv(tmp_path / "one" / "manifest.csv")
+    clusters = {r["near_dup_cluster"] for r in m if r["source_path"].startswith("a/removed_")}
+    assert len(clusters) == 1 and "" not in clusters and rep["label_conflicts_dropped"] == 0
+    ph.save(src / "b" / "removed.jpg", quality=95)  # the placeholder now appears in two classes
+    rep = curate(src, tmp_path / "two", CurateConfig(short_side=64), progress=False)
+    assert rep["label_conflicts_dropped"] == 31
+    assert not any("removed" in r["source_path"] for r in read_csv(tmp_path / "two" / "manifest.csv"))

@@ -72,3 +72,13 @@ def test_union_find_labels_are_smallest_members() -> None:
     uf.union(5, 4)
     uf.union(2, 3)
     assert uf.labels() == [0, 1, 2, 2, 1, 1]
+
+
+def test_repeated_hashes_collapse_into_one_node() -> None:
+    """Thousands of identical placeholder hashes must not produce millions of pairs."""
+    from nsfw_lab.data.hashing import near_duplicate_nodes
+
+    hashes = ["8000000000000000"] * 20000 + ["8000000000000001", "7fffffffffffffff"]
+    node_of, pairs = near_duplicate_nodes(hashes, 8)
+    assert len(set(node_of[:20000])) == 1 and len(set(node_of)) == 3
+    assert [(d) for _, _, d in pairs] == [1]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from nsfw_lab.data.hashing import UnionFind, near_duplicate_pairs, phash_hex, sha256_hex
+from nsfw_lab.data.hashing import UnionFind, near_duplicate_nodes, phash_hex, sha256_hex
 from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_image_bytes
 from nsfw_lab.data.split import SPLITS, group_stratified_split, max_proportion_gap, split_table
 from nsfw_lab.errors import NsfwLabError
@@ -210,34 +210,55 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
             first[key] = r.rel
             cand.append(r)
     write_csv(tmp / "duplicates.csv", ("source_path", "class", "duplicate_of", "sha256"), dups)
-    # 2. near-duplicates (pHash) over the whole set; a match across classes is a label conflict
-    pairs = near_duplicate_pairs([r.phash for r in cand], cfg.phash_threshold)
-    conflict_with: dict[int, set[str]] = defaultdict(set)
-    match: dict[int, str] = {}
-    for i, j, _ in pairs:
-        if cand[i].cls != cand[j].cls:
-            conflict_with[i].add(cand[j].cls)
-            conflict_with[j].add(cand[i].cls)
-            match.setdefault(i, cand[j].rel)
-            match.setdefault(j, cand[i].rel)
+    # 2. near-duplicates (pHash) over the whole set; a match across classes is a label conflict.
+    #    Work on nodes (items with identical pHash) so repeated placeholders cost nothing quadratic.
+    node_of, node_pairs = near_duplicate_nodes([r.phash for r in cand], cfg.phash_threshold)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, u in enumerate(node_of):
+        members[u].append(i)
+    example: dict[int, dict[str, str]] = defaultdict(dict)  # node -> class -> a matching path
+    for u, ms in members.items():
+        for i in ms:
+            example[u].setdefault(cand[i].cls, cand[i].rel)
+    near: dict[int, dict[str, str]] = {u: dict(ex) for u, ex in example.items()}  # classes within reach
+    for u, v, _ in node_pairs:
+        for a, b in ((u, v), (v, u)):
+            for c, rel in example[b].items():
+                near[a].setdefault(c, rel)
+    conflicted = {i for i, u in enumerate(node_of) if len(near[u]) > 1}  # all or none of a node's members
+    conflict_rows = []
+    for i in sorted(conflicted):
+        others = {c: rel for c, rel in near[node_of[i]].items() if c != cand[i].cls}
+        first_other = others[min(others)]
+        conflict_rows.append((cand[i].rel, cand[i].cls, " ".join(sorted(others)), first_other, cand[i].sha256,
+                              cand[i].phash))
     write_csv(tmp / "label_conflicts.csv", ("source_path", "class", "also_in", "matches", "sha256", "phash"),
-              ((cand[i].rel, cand[i].cls, " ".join(sorted(conflict_with[i])), match[i], cand[i].sha256,
-                cand[i].phash) for i in sorted(conflict_with)))
-    keep_idx = [i for i in range(len(cand)) if i not in conflict_with]
+              conflict_rows)
+    keep_idx = [i for i in range(len(cand)) if i not in conflicted]
     pos = {i: k for k, i in enumerate(keep_idx)}
     kept = [cand[i] for i in keep_idx]
     # 3. groups: near-duplicate clusters merged with known galleries
-    dup_uf, uf = UnionFind(len(kept)), UnionFind(len(kept))
-    for i, j, _ in pairs:
-        if i in pos and j in pos:
-            dup_uf.union(pos[i], pos[j])
-            uf.union(pos[i], pos[j])
+    dup_uf = UnionFind(len(kept))
+    kept_nodes = {u: [pos[i] for i in ms] for u, ms in members.items() if len(near[u]) == 1}
+    n_pairs = 0
+    for ks in kept_nodes.values():
+        n_pairs += len(ks) * (len(ks) - 1) // 2
+        for k in ks[1:]:
+            dup_uf.union(ks[0], k)
+    for u, v, _ in node_pairs:
+        if u in kept_nodes and v in kept_nodes:
+            n_pairs += len(kept_nodes[u]) * len(kept_nodes[v])
+            dup_uf.union(kept_nodes[u][0], kept_nodes[v][0])
+    dup_cluster = dup_uf.labels()
+    uf = UnionFind(len(kept))
+    for k, c in enumerate(dup_cluster):
+        uf.union(k, c)
     known = [by_sha.get(r.sha256) or by_rel.get(r.rel) or "" for r in kept]
     first_of_group: dict[str, int] = {}
     for k, g in enumerate(known):
         if g:
             uf.union(k, first_of_group.setdefault(g, k))
-    units, dup_cluster = uf.labels(), dup_uf.labels()
+    units = uf.labels()
     cluster_sizes = Counter(dup_cluster)
     unit_name = {u: f"u{n:06d}" for n, u in enumerate(sorted(set(units)))}
     labels = [r.cls for r in kept]
@@ -269,9 +290,9 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
         "quarantined": len(bad),
         "quarantined_by_reason": dict(sorted(reasons.items())),
         "exact_duplicates_removed": len(dups),
-        "near_duplicate_pairs": sum(1 for i, j, _ in pairs if i in pos and j in pos),
+        "near_duplicate_pairs": n_pairs,
         "near_duplicate_clusters": sum(1 for n in cluster_sizes.values() if n > 1),
-        "label_conflicts_dropped": len(conflict_with),
+        "label_conflicts_dropped": len(conflicted),
         "kept": len(kept),
         "groups": len(unit_name),
         "known_groups": len(first_of_group),
@@ -296,8 +317,17 @@ def leakage_check(out: Path, rows: list[tuple], threshold: int, workers: int | N
     paths = [out / r[8] for r in rows]
     hashes = list(imap_ordered(_phash_file, paths, total=len(paths), workers=workers, desc="leakage check",
                                progress=progress, chunksize=32))
-    split_of = [r[0] for r in rows]
-    cross = [(i, j) for i, j, _ in near_duplicate_pairs(hashes, threshold) if split_of[i] != split_of[j]]
+    node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
+    node_splits: dict[int, Counter] = defaultdict(Counter)
+    for u, r in zip(node_of, rows, strict=True):
+        node_splits[u][r[0]] += 1
+    cross = 0  # item pairs within the threshold whose splits differ
+    for cnt in node_splits.values():
+        n = sum(cnt.values())
+        cross += (n * n - sum(v * v for v in cnt.values())) // 2
+    for u, v, _ in node_pairs:
+        a, b = node_splits[u], node_splits[v]
+        cross += sum(a.values()) * sum(b.values()) - sum(a[s] * b[s] for s in a)
     sha_splits: dict[str, set[str]] = defaultdict(set)
     group_splits: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -307,7 +337,7 @@ def leakage_check(out: Path, rows: list[tuple], threshold: int, workers: int | N
             group_splits["known:" + r[3]].add(r[0])
     result = {
         "phash_threshold": threshold,
-        "cross_split_near_duplicates": len(cross),
+        "cross_split_near_duplicates": cross,
         "cross_split_sha256": sum(1 for v in sha_splits.values() if len(v) > 1),
         "groups_straddling_splits": sum(1 for v in group_splits.values() if len(v) > 1),
         "hashes_matching_manifest": sum(1 for h, r in zip(hashes, rows, strict=True) if h == r[6]),

@@ -62,27 +62,20 @@ class UnionFind:
         return [smallest[r] for r in roots]
 
 
-def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, int]]:
-    """All pairs (i, j, distance) with i < j whose pHashes differ in at most ``threshold`` bits.
+def near_duplicate_nodes(hashes: list[str], threshold: int) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Near-duplicate structure without quadratic blow-up on repeated hashes.
 
-    Identical hashes are collapsed first; the distinct ones are compared with the pigeonhole
-    principle (split 64 bits into threshold+1 blocks: a near pair agrees exactly on one block), so
-    only hashes sharing a block are compared, vectorised with numpy.
+    Items with identical pHashes form one *node*. Returns ``node_of`` (node id per item) and the node
+    pairs ``(u, v, distance)``, u < v, whose hashes differ in 1..``threshold`` bits. Distinct hashes are
+    compared with the pigeonhole principle (split 64 bits into threshold+1 blocks: a near pair agrees
+    exactly on one block), so only hashes sharing a block are compared, vectorised with numpy.
     """
     if not hashes:
-        return []
+        return [], []
     values = np.array([int(h, 16) for h in hashes], dtype=np.uint64)
     uniq, inverse = np.unique(values, return_inverse=True)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, u in enumerate(inverse.tolist()):
-        members[u].append(i)
-    pairs: set[tuple[int, int, int]] = set()
-    for ms in members.values():  # identical hashes: distance 0
-        for a in range(len(ms)):
-            for b in range(a + 1, len(ms)):
-                pairs.add((ms[a], ms[b], 0))
+    close: set[tuple[int, int, int]] = set()
     if threshold > 0 and len(uniq) > 1:
-        close: set[tuple[int, int, int]] = set()
         blocks = min(threshold + 1, PHASH_BITS)
         bounds = np.linspace(0, PHASH_BITS, blocks + 1).astype(int)
         for lo, hi in pairwise(bounds.tolist()):
@@ -101,8 +94,15 @@ def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, i
                 for a, b in zip(ii.tolist(), jj.tolist(), strict=True):
                     u, v = int(idx[a]), int(idx[b])
                     close.add((min(u, v), max(u, v), int(dist[a, b])))
-        for u, v, d in close:
-            for i in members[u]:
-                for j in members[v]:
-                    pairs.add((min(i, j), max(i, j), d))
+    return inverse.tolist(), sorted(close)
+
+
+def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, int]]:
+    """All item pairs (i, j, distance), i < j, within ``threshold`` bits (quadratic in repeats: small sets)."""
+    node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, u in enumerate(node_of):
+        members[u].append(i)
+    pairs = [(a, b, 0) for ms in members.values() for k, a in enumerate(ms) for b in ms[k + 1:]]
+    pairs += [(min(i, j), max(i, j), d) for u, v, d in node_pairs for i in members[u] for j in members[v]]
     return sorted(pairs)
