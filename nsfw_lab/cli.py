@@ -20,7 +20,8 @@ def _synth(a: argparse.Namespace) -> None:
     cfg = SynthConfig(per_class=a.per_class, size=a.size, seed=a.seed, shortcut=a.shortcut,
                       shortcut_class=a.shortcut_class, shortcut_rate=a.shortcut_rate,
                       shortcut_leak=a.shortcut_leak, gallery_size=tuple(a.gallery_size),
-                      near_dup_rate=a.near_dup_rate, conflict_rate=a.conflict_rate,
+                      near_dup_rate=a.near_dup_rate, exact_dup_rate=a.exact_dup_rate,
+                      conflict_rate=a.conflict_rate,
                       corrupt_rate=a.corrupt_rate, label_noise=a.label_noise, difficulty=diff)
     manifest = generate(Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {manifest}")
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shortcut-leak", type=float, default=0.02, help="share of other classes watermarked")
     s.add_argument("--gallery-size", type=int, nargs=2, default=(1, 12), metavar=("MIN", "MAX"))
     s.add_argument("--near-dup-rate", type=float, default=0.08)
+    s.add_argument("--exact-dup-rate", type=float, default=0.01, help="byte-identical reposts within a class")
     s.add_argument("--conflict-rate", type=float, default=0.005, help="reposts into the confusable class")
     s.add_argument("--corrupt-rate", type=float, default=0.01, help="broken downloads added per class")
     s.add_argument("--label-noise", type=float, default=0.0)

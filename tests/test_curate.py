@@ -87,10 +87,18 @@ def test_quarantine_lists_every_bad_file_with_its_reason(planted: dict) -> None:
 
 def test_exact_duplicate_within_a_class_is_kept_once(planted: dict) -> None:
     d = read_csv(planted["out"] / "duplicates.csv")
-    assert [(r["source_path"], r["duplicate_of"]) for r in d] == [
-        ("porn/nested/deeper/copy_no_ext", planted["pick"]["porn"][0])]
+    got = {frozenset((r["source_path"], r["duplicate_of"])) for r in d}
+    planted_pair = frozenset(("porn/nested/deeper/copy_no_ext", planted["pick"]["porn"][0]))
+    generated = {frozenset((f, r["near_duplicate_of"])) for f, r in planted["rows"].items()
+                 if r["kind"] == "exact_duplicate"}
+    assert len(generated) == 5 and got == generated | {planted_pair}
     kept = {r["source_path"] for r in read_csv(planted["out"] / "manifest.csv")}
-    assert planted["pick"]["porn"][0] in kept and "porn/nested/deeper/copy_no_ext" not in kept
+    for r in d:
+        assert r["duplicate_of"] < r["source_path"]  # the first path in sorted order is the one kept
+        assert r["source_path"] not in kept and r["duplicate_of"] not in {x["source_path"] for x in d}
+    first, second = sorted(planted_pair)
+    assert first in kept and second not in kept
+    assert planted["report"]["exact_duplicates_removed"] == len(d)
 
 
 def test_images_in_two_classes_are_conflicts_and_not_kept(planted: dict) -> None:

@@ -105,6 +105,15 @@ def test_near_duplicates_are_recorded_and_near(small_proxy: Path) -> None:
     assert np.median(dists) <= 8
 
 
+def test_exact_duplicates_are_byte_identical_within_the_class(small_proxy: Path) -> None:
+    rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
+    exact = [r for r in rows.values() if r["kind"] == "exact_duplicate"]
+    assert len(exact) == 5 * round(60 * 0.01)
+    for r in exact:
+        src = rows[r["near_duplicate_of"]]
+        assert (r["class"], r["group"], r["sha256"]) == (src["class"], src["group"], src["sha256"])
+
+
 def test_conflict_copies_cross_into_the_confusable_class(small_proxy: Path) -> None:
     rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
     conflicts = [r for r in rows.values() if r["kind"] == "conflict_copy"]

@@ -75,6 +75,7 @@ def scan(src: Path) -> tuple[list[str], list[tuple[str, str]], int]:
     files: list[tuple[str, str]] = []
     ignored = 0
     for cls in classes:
+        found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(src / cls):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
@@ -83,7 +84,8 @@ def scan(src: Path) -> tuple[list[str], list[tuple[str, str]], int]:
                 if Path(name).suffix.lower() in IGNORED_SUFFIXES:
                     ignored += 1
                     continue
-                files.append(((Path(dirpath) / name).relative_to(src).as_posix(), cls))
+                found.append((Path(dirpath) / name).relative_to(src).as_posix())
+        files += [(rel, cls) for rel in sorted(found)]
     return classes, files, ignored
 
 

@@ -53,6 +53,7 @@ class SynthConfig:
     shortcut_leak: float = 0.02  # share of every other class carrying it
     gallery_size: tuple[int, int] = (1, 12)  # images per gallery, inclusive range
     near_dup_rate: float = 0.08  # share of each class that are near-duplicates of a gallery sibling
+    exact_dup_rate: float = 0.01  # share of each class that are byte-identical reposts within the class
     conflict_rate: float = 0.005  # share of each class reposted into the confusable class
     corrupt_rate: float = 0.01  # broken "downloads" added per class (HTML, truncated, empty)
     label_noise: float = 0.0  # share of images rendered as the confusable class
@@ -66,7 +67,8 @@ class SynthConfig:
             raise NsfwLabError(f"--size must be at least 32 px (got {self.size})")
         if self.shortcut_class not in CLASSES:
             raise NsfwLabError(f"--shortcut-class must be one of {', '.join(CLASSES)}")
-        for name in ("shortcut_rate", "shortcut_leak", "near_dup_rate", "conflict_rate", "corrupt_rate",
+        for name in ("shortcut_rate", "shortcut_leak", "near_dup_rate", "exact_dup_rate", "conflict_rate",
+                     "corrupt_rate",
                      "label_noise"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -114,8 +116,7 @@ def _plan(cfg: SynthConfig) -> list[_Job]:
     jobs: list[_Job] = []
     gid = 0
     for cls in CLASSES:
-        n_orig = cfg.per_class - round(cfg.per_class * cfg.near_dup_rate) - round(cfg.per_class * cfg.conflict_rate)
-        n_orig = max(1, n_orig)
+        n_orig = max(1, cfg.per_class - sum(_copy_counts(cfg)))
         names = _file_numbers(cfg, cls)
         k = 0
         while k < n_orig:
@@ -203,22 +204,29 @@ def _parse_box(s: str) -> Box | None:
     return tuple(int(v) for v in s.split()) if s else None  # type: ignore[return-value]
 
 
+def _copy_counts(cfg: SynthConfig) -> tuple[int, int, int]:
+    """Per class: near-duplicates, exact duplicates, cross-class reposts."""
+    return tuple(round(cfg.per_class * r) for r in (cfg.near_dup_rate, cfg.exact_dup_rate,  # type: ignore[return-value]
+                                                    cfg.conflict_rate))
+
+
 def _add_copies(tmp: Path, cfg: SynthConfig, jobs: list[_Job], rows: dict[str, dict]) -> None:
-    """Near-duplicates inside each class, and reposts into the confusable class (label conflicts)."""
+    """Near-duplicates and byte-identical reposts inside each class, and reposts into the confusable
+    class (label conflicts; half of them byte-identical)."""
     rng = np.random.default_rng([cfg.seed, 2])
     by_cls: dict[str, list[_Job]] = {c: [j for j in jobs if j.cls == c] for c in CLASSES}
     used = {c: len(v) for c, v in by_cls.items()}
     for cls in CLASSES:
-        n_near = round(cfg.per_class * cfg.near_dup_rate)
-        n_conf = round(cfg.per_class * cfg.conflict_rate)
+        n_near, n_exact, n_conf = _copy_counts(cfg)
         names = _file_numbers(cfg, cls)
-        for i in range(n_near + n_conf):
-            src_cls = cls if i < n_near else CONFUSABLE[cls]
+        for i in range(n_near + n_exact + n_conf):
+            kind = "near_duplicate" if i < n_near else "exact_duplicate" if i < n_near + n_exact else "conflict_copy"
+            src_cls = CONFUSABLE[cls] if kind == "conflict_copy" else cls
             src = by_cls[src_cls][int(rng.integers(len(by_cls[src_cls])))]
             srow = rows[src.file]
             data = (tmp / src.file).read_bytes()
             box = _parse_box(srow["evidence_box"])
-            if i >= n_near and rng.random() < 0.5:  # half the reposts are byte-identical
+            if kind == "exact_duplicate" or (kind == "conflict_copy" and rng.random() < 0.5):
                 new, w, h = data, srow["width"], srow["height"]
             else:
                 new, box, (w, h) = _near_duplicate(data, box, rng)
@@ -227,7 +235,6 @@ def _add_copies(tmp: Path, cfg: SynthConfig, jobs: list[_Job], rows: dict[str, d
             file = f"{cls}/{cls}_{int(names[used[cls]]):05d}.jpg"
             used[cls] += 1
             (tmp / file).write_bytes(new)
-            kind = "near_duplicate" if i < n_near else "conflict_copy"
             rows[file] = _row(file, cls, src.group, new, box, src.file, bool(srow["watermark"]), kind,
                               srow["true_class"], w, h)
 
