@@ -42,7 +42,7 @@ lint: $(STAMP)  ## ruff lint + format check
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the nsfw-lab kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-lock:  ## recompile requirements/lock.txt from pyproject.toml (needs the registry)
+lock: $(STAMP)  ## recompile requirements/lock.txt from pyproject.toml (needs the registry)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal --no-header --quiet -o $(LOCK)
 
 clean:  ## remove generated data, reports and caches (keeps .venv)

@@ -15,14 +15,30 @@ from nsfw_lab.errors import NsfwLabError
 def _synth(a: argparse.Namespace) -> None:
     from nsfw_lab.data.synth import Difficulty, SynthConfig, generate
 
-    diff = Difficulty(motif_scale=tuple(a.motif_scale), motif_contrast=a.motif_contrast,
-                      occlusion=tuple(a.occlusion), decoy_rate=a.decoy_rate, cover_rate=a.cover_rate)
-    cfg = SynthConfig(per_class=a.per_class, size=a.size, seed=a.seed, shortcut=a.shortcut,
-                      shortcut_class=a.shortcut_class, shortcut_rate=a.shortcut_rate,
-                      shortcut_leak=a.shortcut_leak, gallery_size=tuple(a.gallery_size),
-                      near_dup_rate=a.near_dup_rate, exact_dup_rate=a.exact_dup_rate,
-                      conflict_rate=a.conflict_rate,
-                      corrupt_rate=a.corrupt_rate, label_noise=a.label_noise, difficulty=diff)
+    diff = Difficulty(
+        motif_scale=tuple(a.motif_scale),
+        motif_contrast=a.motif_contrast,
+        occlusion=tuple(a.occlusion),
+        decoy_rate=a.decoy_rate,
+        cover_rate=a.cover_rate,
+    )
+    cfg = SynthConfig(
+        per_class=a.per_class,
+        size=a.size,
+        seed=a.seed,
+        shortcut=a.shortcut,
+        shortcut_class=a.shortcut_class,
+        shortcut_rate=a.shortcut_rate,
+        shortcut_leak=a.shortcut_leak,
+        gallery_size=tuple(a.gallery_size),
+        near_dup_rate=a.near_dup_rate,
+        exact_dup_rate=a.exact_dup_rate,
+        conflict_rate=a.conflict_rate,
+        corrupt_rate=a.corrupt_rate,
+        placeholder_rate=a.placeholder_rate,
+        label_noise=a.label_noise,
+        difficulty=diff,
+    )
     manifest = generate(Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {manifest}")
 
@@ -30,19 +46,31 @@ def _synth(a: argparse.Namespace) -> None:
 def _curate(a: argparse.Namespace) -> None:
     from nsfw_lab.data.curate import CurateConfig, curate
 
-    cfg = CurateConfig(val=a.val, test=a.test, seed=a.seed, short_side=a.short_side,
-                       phash_threshold=a.phash_threshold, min_side=a.min_side, groups=a.groups)
+    cfg = CurateConfig(
+        val=a.val,
+        test=a.test,
+        seed=a.seed,
+        short_side=a.short_side,
+        phash_threshold=a.phash_threshold,
+        min_side=a.min_side,
+        groups=a.groups,
+        placeholder_copies=a.placeholder_copies,
+    )
     r = curate(Path(a.src), Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
     _print_summary(Path(a.out), r)
 
 
 def _print_summary(out: Path, r: dict) -> None:
-    print(f"curated {r['kept']} images into {out} ({r['quarantined']} quarantined, "
-          f"{r['exact_duplicates_removed']} duplicates removed, {r['label_conflicts_dropped']} label conflicts "
-          f"dropped, {r['groups']} groups, leakage check {'passed' if r['leakage_check']['passed'] else 'FAILED'})")
+    print(
+        f"curated {r['kept']} images into {out} ({r['quarantined']} quarantined, "
+        f"{r['exact_duplicates_removed']} duplicates removed, {r['label_conflicts_dropped']} label conflicts "
+        f"dropped, {r['groups']} groups, leakage check {'passed' if r['leakage_check']['passed'] else 'FAILED'})"
+    )
     print(f"{'class':<12}{'train':>7}{'val':>7}{'test':>7}")
     for c, n in r["counts"].items():
         print(f"{c:<12}{n['train']:>7}{n['val']:>7}{n['test']:>7}")
+    for w in r.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _prepare(a: argparse.Namespace) -> None:
@@ -70,41 +98,64 @@ def _check(a: argparse.Namespace) -> None:
 
 def _paths(a: argparse.Namespace) -> None:
     info = {
-        "project_root": str(config.PROJECT_ROOT), "data": str(config.DATA_DIR), "reports": str(config.REPORTS_DIR),
-        "profiles": {n: p.to_dict() | {"raw": str(config.proxy_raw_dir(p)), "curated": str(config.proxy_curated_dir(p))}
-                     for n, p in config.PROFILES.items()},
+        "project_root": str(config.PROJECT_ROOT),
+        "data": str(config.DATA_DIR),
+        "reports": str(config.REPORTS_DIR),
+        "profiles": {
+            n: p.to_dict() | {"raw": str(config.proxy_raw_dir(p)), "curated": str(config.proxy_curated_dir(p))}
+            for n, p in config.PROFILES.items()
+        },
     }
     print(json.dumps(info, indent=2))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
+    """The argument parser (exposed for tests and docs). Defaults come from the config dataclasses."""
+    from nsfw_lab.data.curate import CurateConfig
+    from nsfw_lab.data.synth import Difficulty, SynthConfig
+
+    S, D, C = SynthConfig(), Difficulty(), CurateConfig()
     p = argparse.ArgumentParser(prog="nsfw-lab", description=__doc__)
     p.add_argument("--version", action="version", version=f"nsfw-lab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="generate the synthetic proxy dataset (abstract renderings)")
     s.add_argument("out", help="output folder: OUT/<class>/*.jpg and OUT/manifest.csv")
-    s.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
-    s.add_argument("--size", type=int, default=128, help="short side in pixels (default 128)")
+    s.add_argument("--per-class", type=int, default=S.per_class, help="images per class (default %(default)s)")
+    s.add_argument("--size", type=int, default=S.size, help="short side in pixels (default %(default)s)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--shortcut", action="store_true", help="add a corner watermark to most of one class")
     s.add_argument("--shortcut-class", default="porn")
-    s.add_argument("--shortcut-rate", type=float, default=0.6, help="share of that class watermarked")
-    s.add_argument("--shortcut-leak", type=float, default=0.02, help="share of other classes watermarked")
-    s.add_argument("--gallery-size", type=int, nargs=2, default=(1, 12), metavar=("MIN", "MAX"))
-    s.add_argument("--near-dup-rate", type=float, default=0.08)
-    s.add_argument("--exact-dup-rate", type=float, default=0.01, help="byte-identical reposts within a class")
-    s.add_argument("--conflict-rate", type=float, default=0.005, help="reposts into the confusable class")
-    s.add_argument("--corrupt-rate", type=float, default=0.01, help="broken downloads added per class")
-    s.add_argument("--label-noise", type=float, default=0.0)
-    s.add_argument("--motif-scale", type=float, nargs=2, default=(0.28, 0.42), metavar=("MIN", "MAX"),
-                   help="motif diameter as a share of the short side")
-    s.add_argument("--motif-contrast", type=float, default=1.0, help="1 = full, lower = fainter motif")
-    s.add_argument("--occlusion", type=float, nargs=2, default=(0.25, 0.65), metavar=("MIN", "MAX"),
-                   help="share of the motif covered in 'partly covered' images")
-    s.add_argument("--decoy-rate", type=float, default=0.5)
-    s.add_argument("--cover-rate", type=float, default=0.15)
+    s.add_argument("--shortcut-rate", type=float, default=S.shortcut_rate, help="share of that class watermarked")
+    s.add_argument("--shortcut-leak", type=float, default=S.shortcut_leak, help="share of other classes watermarked")
+    s.add_argument("--gallery-size", type=int, nargs=2, default=S.gallery_size, metavar=("MIN", "MAX"))
+    s.add_argument("--near-dup-rate", type=float, default=S.near_dup_rate)
+    s.add_argument(
+        "--exact-dup-rate", type=float, default=S.exact_dup_rate, help="byte-identical reposts within a class"
+    )
+    s.add_argument("--conflict-rate", type=float, default=S.conflict_rate, help="reposts into the confusable class")
+    s.add_argument("--corrupt-rate", type=float, default=S.corrupt_rate, help="broken downloads added per class")
+    s.add_argument("--placeholder-rate", type=float, default=S.placeholder_rate, help="'image removed' cards per class")
+    s.add_argument("--label-noise", type=float, default=S.label_noise)
+    s.add_argument(
+        "--motif-scale",
+        type=float,
+        nargs=2,
+        default=D.motif_scale,
+        metavar=("MIN", "MAX"),
+        help="motif diameter as a share of the short side",
+    )
+    s.add_argument("--motif-contrast", type=float, default=D.motif_contrast, help="1 = full, lower = fainter motif")
+    s.add_argument(
+        "--occlusion",
+        type=float,
+        nargs=2,
+        default=D.occlusion,
+        metavar=("MIN", "MAX"),
+        help="share of the motif covered in 'partly covered' images",
+    )
+    s.add_argument("--decoy-rate", type=float, default=D.decoy_rate)
+    s.add_argument("--cover-rate", type=float, default=D.cover_rate)
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_synth)
@@ -112,12 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curate", help="validate, deduplicate, split (group-aware) and cache an ImageFolder")
     c.add_argument("src", help="SRC/<class>/... (nested folders and any extension allowed)")
     c.add_argument("out")
-    c.add_argument("--val", type=float, default=0.1)
-    c.add_argument("--test", type=float, default=0.1)
+    c.add_argument("--val", type=float, default=C.val)
+    c.add_argument("--test", type=float, default=C.test)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--short-side", type=int, default=256, help="short side of the cache (default 256)")
-    c.add_argument("--phash-threshold", type=int, default=8, help="Hamming distance for near-duplicates")
-    c.add_argument("--min-side", type=int, default=32, help="quarantine smaller images")
+    c.add_argument("--short-side", type=int, default=C.short_side, help="short side of the cache (default %(default)s)")
+    c.add_argument(
+        "--phash-threshold", type=int, default=C.phash_threshold, help="Hamming distance for near-duplicates (0..16)"
+    )
+    c.add_argument("--min-side", type=int, default=C.min_side, help="quarantine smaller images")
+    c.add_argument(
+        "--placeholder-copies",
+        type=int,
+        default=C.placeholder_copies,
+        help="this many near-identical files (pHash within 4 bits, any class) are quarantined as placeholders",
+    )
     c.add_argument("--groups", help="CSV with group ids (group + file or sha256); default SRC/manifest.csv")
     c.add_argument("--workers", type=int, default=None)
     c.add_argument("--overwrite", action="store_true")

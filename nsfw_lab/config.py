@@ -63,12 +63,45 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", per_class=40, proxy_px=64, short_side=64, image_size=56, epochs=1,
-                     batch_size=16, max_steps=4, seeds=(0,), device="cpu", weights="none"),
-    "cpu": Profile("cpu", per_class=200, proxy_px=128, short_side=128, image_size=112, epochs=8,
-                   batch_size=32, max_steps=None, seeds=(0, 1, 2), device="auto", weights="none"),
-    "gpu": Profile("gpu", per_class=2000, proxy_px=320, short_side=256, image_size=224, epochs=30,
-                   batch_size=128, max_steps=None, seeds=(0, 1, 2), device="auto", weights="imagenet"),
+    "smoke": Profile(
+        "smoke",
+        per_class=40,
+        proxy_px=64,
+        short_side=64,
+        image_size=56,
+        epochs=1,
+        batch_size=16,
+        max_steps=4,
+        seeds=(0,),
+        device="cpu",
+        weights="none",
+    ),
+    "cpu": Profile(
+        "cpu",
+        per_class=200,
+        proxy_px=128,
+        short_side=128,
+        image_size=112,
+        epochs=8,
+        batch_size=32,
+        max_steps=None,
+        seeds=(0, 1, 2),
+        device="auto",
+        weights="none",
+    ),
+    "gpu": Profile(
+        "gpu",
+        per_class=2000,
+        proxy_px=320,
+        short_side=256,
+        image_size=224,
+        epochs=30,
+        batch_size=128,
+        max_steps=None,
+        seeds=(0, 1, 2),
+        device="auto",
+        weights="imagenet",
+    ),
 }
 DEFAULT_PROFILE = "cpu"
 

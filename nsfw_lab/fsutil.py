@@ -65,20 +65,55 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_partials(out: Path) -> int:
+    """Remove ``.<name>.partial-<pid>-*`` siblings of ``out`` left by processes that no longer run."""
+    removed = 0
+    if not out.parent.is_dir():
+        return 0
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(p.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 @contextmanager
-def staged_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def staged_dir(out: Path, overwrite: bool = False, owned_marker: str | None = None) -> Iterator[Path]:
     """Build a folder under a temporary sibling name and move it to ``out`` only on success.
 
-    An interrupted build leaves at most a hidden ``.<name>.partial-*`` sibling, never an ``out``
-    that looks complete. With ``overwrite`` an existing ``out`` is replaced at the very end.
+    An interrupted build leaves at most a hidden ``.<name>.partial-<pid>-*`` sibling (swept by the next
+    run once that process is gone), never an ``out`` that looks complete. With ``overwrite`` an existing
+    ``out`` is replaced at the very end, but only if it is empty or holds ``owned_marker`` (a file this
+    project writes), so a mistyped path never deletes somebody's folder.
     """
-    out = Path(out).resolve()
-    if out.exists() and not overwrite:
-        from nsfw_lab.errors import NsfwLabError
+    from nsfw_lab.errors import NsfwLabError
 
-        raise NsfwLabError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = Path(out).resolve()
+    if out.exists():
+        if not overwrite:
+            raise NsfwLabError(f"{out}: already exists (pass --overwrite to replace it)")
+        ours = out.is_dir() and (not any(out.iterdir()) or (owned_marker and (out / owned_marker).is_file()))
+        if not ours:
+            raise NsfwLabError(
+                f"{out}: exists and was not made by nsfw-lab (no {owned_marker}); refusing to replace it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    sweep_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         yield tmp
         if out.exists():

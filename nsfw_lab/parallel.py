@@ -21,8 +21,15 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def imap_ordered(fn: Callable[[T], R], items: Iterable[T], total: int | None = None, workers: int | None = None,
-                 desc: str = "", progress: bool = True, chunksize: int = 8) -> Iterator[R]:
+def imap_ordered(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    total: int | None = None,
+    workers: int | None = None,
+    desc: str = "",
+    progress: bool = True,
+    chunksize: int = 8,
+) -> Iterator[R]:
     """Yield ``fn(item)`` in input order, computed by ``workers`` processes (1 = in this process).
 
     Results stream: only a bounded window of them is in memory at once. The order, and so the

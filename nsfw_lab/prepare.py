@@ -7,7 +7,9 @@ curate it (a scraper ``raw_data`` copy, ``data/train``, any ImageFolder) into ``
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,16 +29,38 @@ def _same(path: Path, expected: dict) -> bool:
     return all(have.get(k) == v for k, v in expected.items())
 
 
+STAMP = ".prepare_stamp.json"
+
+
+def source_fingerprint(src: Path) -> str:
+    """SHA-256 over every file's path, size and modification time under ``src`` (cheap: no reads)."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(src).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def ensure_curated(src: Path, out: Path, cfg: CurateConfig, progress: bool = True) -> dict:
-    """Curate ``src`` into ``out`` unless ``out`` already holds a curation of ``src`` with ``cfg``."""
-    report = out / REPORT_NAME
-    if _same(report, {"source": str(src.resolve()), "settings": asdict(cfg)}):
-        return json.loads(report.read_text())
-    return curate(src, out, cfg, overwrite=out.exists(), progress=progress)
+    """Curate ``src`` into ``out`` unless ``out`` already holds a curation of the same files with ``cfg``.
+
+    "The same files" means the same paths, sizes and modification times (recorded in ``out/.prepare_stamp.json``).
+    """
+    src = src.resolve()
+    expected = {"source": str(src), "settings": asdict(cfg), "fingerprint": source_fingerprint(src)}
+    if (out / REPORT_NAME).is_file() and _same(out / STAMP, expected):
+        return json.loads((out / REPORT_NAME).read_text())
+    report = curate(src, out, cfg, overwrite=out.exists(), progress=progress)
+    atomic_write_json(out / STAMP, expected)
+    return report
 
 
-def prepare(profile_name: str = config.DEFAULT_PROFILE, data: Path | None = None, seed: int = 0,
-            progress: bool = True) -> Path:
+def prepare(
+    profile_name: str = config.DEFAULT_PROFILE, data: Path | None = None, seed: int = 0, progress: bool = True
+) -> Path:
     """Make the curated dataset for ``profile_name``; returns its folder."""
     profile = config.get_profile(profile_name)
     ccfg = CurateConfig(seed=seed, short_side=profile.short_side)

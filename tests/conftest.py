@@ -13,8 +13,7 @@ from nsfw_lab.data.synth import SynthConfig, generate
 def small_proxy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5 x 60 images at 64 px with the default structure (galleries, near-duplicates, conflicts, broken files)."""
     out = tmp_path_factory.mktemp("proxy") / "px"
-    generate(out, SynthConfig(per_class=60, size=64, seed=3, corrupt_rate=0.04, conflict_rate=0.04),
-             progress=False)
+    generate(out, SynthConfig(per_class=60, size=64, seed=3, corrupt_rate=0.04, conflict_rate=0.04), progress=False)
     return out
 
 

@@ -23,8 +23,10 @@ def test_console_script_is_installed() -> None:
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    for args in (("curate", str(tmp_path / "missing"), str(tmp_path / "out")),
-                 ("synth", str(tmp_path / "x"), "--per-class", "0")):
+    for args in (
+        ("curate", str(tmp_path / "missing"), str(tmp_path / "out")),
+        ("synth", str(tmp_path / "x"), "--per-class", "0"),
+    ):
         r = run(*args)
         assert r.returncode == 2
         assert "Traceback" not in r.stderr
@@ -75,3 +77,41 @@ def test_top_level_api_is_importable() -> None:
 
     for name in nsfw_lab.__all__:
         assert getattr(nsfw_lab, name) is not None, name
+
+
+def test_invalid_options_are_one_line_errors(tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    Image.new("RGB", (40, 40), (9, 9, 9)).save(src / "x.png")
+    for args in (
+        ("curate", str(tmp_path / "src"), str(tmp_path / "o"), "--val", "0.6", "--test", "0.5"),
+        ("curate", str(tmp_path / "src"), str(tmp_path / "o"), "--short-side", "0"),
+        ("synth", str(tmp_path / "s"), "--occlusion", "0.9", "0.1"),
+        ("synth", str(tmp_path / "s"), "--motif-contrast", "5"),
+    ):
+        r = run(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, args
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), r.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
+def test_prepare_recurates_when_the_source_changes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = __import__("numpy").random.default_rng(0)
+    src = tmp_path / "mydata"
+    for c in ("x", "y"):
+        (src / c).mkdir(parents=True)
+        for i in range(12):
+            arr = rng.integers(0, 255, (8, 8, 3), dtype="uint8")
+            Image.fromarray(arr).resize((64, 64)).save(src / c / f"{i}.png")
+    env = {**os.environ, "NSFW_LAB_DATA": str(tmp_path / "data"), "NSFW_LAB_REPORTS": str(tmp_path / "rep")}
+    assert run("prepare", "--profile", "smoke", "--data", str(src), env=env).returncode == 0
+    report = tmp_path / "data" / "processed" / "mydata-smoke" / "curation_report.json"
+    assert json.loads(report.read_text())["kept"] == 24
+    arr = rng.integers(0, 255, (8, 8, 3), dtype="uint8")
+    Image.fromarray(arr).resize((64, 64)).save(src / "x" / "new.png")
+    r = run("prepare", "--profile", "smoke", "--data", str(src), env=env)
+    assert r.returncode == 0 and json.loads(report.read_text())["kept"] == 25

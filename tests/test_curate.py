@@ -22,13 +22,17 @@ from nsfw_lab.data import curate as curate_mod
 from nsfw_lab.data.curate import CurateConfig, curate
 from nsfw_lab.data.hashing import hamming, phash_hex
 from nsfw_lab.data.synth import SynthConfig, generate
+from nsfw_lab.data.synth.generate import placeholder_image
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import read_csv
 
 
 def digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _rescaled(path: Path, scale: float, fmt: str = "JPEG") -> bytes:
@@ -62,8 +66,16 @@ def planted(small_proxy: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         (src / path).write_bytes(data)
     before = digest(src)
     report = curate(src, root / "out", CurateConfig(short_side=64, seed=7), progress=False)
-    return {"src": src, "out": root / "out", "report": report, "rows": rows, "pick": pick, "plant": plant,
-            "before": before, "root": root}
+    return {
+        "src": src,
+        "out": root / "out",
+        "report": report,
+        "rows": rows,
+        "pick": pick,
+        "plant": plant,
+        "before": before,
+        "root": root,
+    }
 
 
 def test_source_is_never_modified(planted: dict) -> None:
@@ -78,8 +90,15 @@ def test_quarantine_lists_every_bad_file_with_its_reason(planted: dict) -> None:
     assert q["porn/removed.jpg"] == "not_an_image" and q["neutral/zero.jpeg"] == "empty"
     for f, r in planted["rows"].items():
         if r["kind"].startswith("corrupt"):
-            assert q[f] == {"corrupt_html": "not_an_image", "corrupt_json": "not_an_image",
-                            "corrupt_empty": "empty", "corrupt_truncated": "truncated"}[r["kind"]]
+            assert (
+                q[f]
+                == {
+                    "corrupt_html": "not_an_image",
+                    "corrupt_json": "not_an_image",
+                    "corrupt_empty": "empty",
+                    "corrupt_truncated": "truncated",
+                }[r["kind"]]
+            )
     rep = planted["report"]
     assert rep["quarantined"] == len(expected_bad) and rep["metadata_files_ignored"] == 1
     assert sum(rep["quarantined_by_reason"].values()) == len(expected_bad)
@@ -89,8 +108,9 @@ def test_exact_duplicate_within_a_class_is_kept_once(planted: dict) -> None:
     d = read_csv(planted["out"] / "duplicates.csv")
     got = {frozenset((r["source_path"], r["duplicate_of"])) for r in d}
     planted_pair = frozenset(("porn/nested/deeper/copy_no_ext", planted["pick"]["porn"][0]))
-    generated = {frozenset((f, r["near_duplicate_of"])) for f, r in planted["rows"].items()
-                 if r["kind"] == "exact_duplicate"}
+    generated = {
+        frozenset((f, r["near_duplicate_of"])) for f, r in planted["rows"].items() if r["kind"] == "exact_duplicate"
+    }
     assert len(generated) == 5 and got == generated | {planted_pair}
     kept = {r["source_path"] for r in read_csv(planted["out"] / "manifest.csv")}
     for r in d:
@@ -103,8 +123,10 @@ def test_exact_duplicate_within_a_class_is_kept_once(planted: dict) -> None:
 
 def test_images_in_two_classes_are_conflicts_and_not_kept(planted: dict) -> None:
     conflicts = {r["source_path"]: r for r in read_csv(planted["out"] / "label_conflicts.csv")}
-    for a, b in (("drawings/repost.jpg", planted["pick"]["hentai"][0]),
-                 ("sexy/near_repost.png", planted["pick"]["neutral"][0])):
+    for a, b in (
+        ("drawings/repost.jpg", planted["pick"]["hentai"][0]),
+        ("sexy/near_repost.png", planted["pick"]["neutral"][0]),
+    ):
         assert a in conflicts and b in conflicts
         assert conflicts[a]["also_in"] == b.split("/")[0]
     # every planted cross-class repost of the generator is caught too
@@ -210,13 +232,18 @@ def test_an_imagefolder_with_three_classes(tmp_path: Path) -> None:
 def test_group_manifest_by_sha256(tmp_path: Path) -> None:
     """A download-style manifest (sha256 + group_id) keeps each group in one split."""
     src = tmp_path / "src"
-    generate(src, SynthConfig(per_class=20, size=48, seed=9, near_dup_rate=0, conflict_rate=0, corrupt_rate=0),
-             progress=False)
+    generate(
+        src,
+        SynthConfig(per_class=20, size=48, seed=9, near_dup_rate=0, conflict_rate=0, corrupt_rate=0),
+        progress=False,
+    )
     rows = read_csv(src / "manifest.csv")
     (src / "manifest.csv").unlink()
     audit = tmp_path / "audit.csv"
-    audit.write_text("url,class,status,sha256,group_id\n" + "".join(
-        f"https://host.invalid/{i},{r['class']},ok,{r['sha256']},gal-{i % 7}\n" for i, r in enumerate(rows)))
+    audit.write_text(
+        "url,class,status,sha256,group_id\n"
+        + "".join(f"https://host.invalid/{i},{r['class']},ok,{r['sha256']},gal-{i % 7}\n" for i, r in enumerate(rows))
+    )
     rep = curate(src, tmp_path / "out", CurateConfig(short_side=48, groups=str(audit)), progress=False)
     assert rep["known_groups"] == 7
     m = read_csv(tmp_path / "out" / "manifest.csv")
@@ -267,23 +294,109 @@ def test_bad_arguments_are_one_line_errors(small_proxy: Path, tmp_path: Path) ->
         curate(small_proxy, tmp_path / "o3", CurateConfig(groups=str(tmp_path / "nope.csv")))
 
 
-def test_repeated_placeholders_are_clustered_or_conflicts(tmp_path: Path) -> None:
-    """Re-encoded copies of one 'image removed' placeholder: one cluster within a class, conflicts across."""
+def test_placeholders_blanks_and_repeated_copies(tmp_path: Path) -> None:
+    """Many copies of one card are placeholders; a few copies are one near-duplicate cluster, or label
+    conflicts when they span two classes; a flat image is blank."""
     src = tmp_path / "src"
-    ph = Image.new("RGB", (120, 90), (200, 200, 200))
     for c in ("a", "b"):
         (src / c).mkdir(parents=True)
         rng = np.random.default_rng(ord(c))
         for i in range(25):  # distinct real-looking images
             arr = rng.integers(0, 255, (9, 12, 3), dtype=np.uint8)
             Image.fromarray(arr).resize((120, 90), Image.Resampling.BICUBIC).save(src / c / f"img{i}.png")
-    for q in range(60, 90):  # 30 placeholder copies in class a, differing bytes, same pHash
-        ph.save(src / "a" / f"removed_{q}.jpg", quality=q)
+    card = placeholder_image(96)
+    for q in range(60, 90):  # 30 re-encoded copies of the "removed" card: different bytes, one pHash
+        card.save(src / ("a" if q % 2 else "b") / f"removed_{q}.jpg", quality=q)
+    repost = Image.open(src / "a" / "img0.png").convert("RGB")
+    for q in (70, 80, 90):
+        repost.save(src / "a" / f"repost_{q}.jpg", quality=q)
+    Image.new("RGB", (100, 80), (40, 40, 40)).save(src / "b" / "black.png")
     rep = curate(src, tmp_path / "one", CurateConfig(short_side=64), progress=False)
-    m = read_csv(tmp_path / "one" / "manifest.csv")
-    clusters = {r["near_dup_cluster"] for r in m if r["source_path"].startswith("a/removed_")}
+    q = {r["source_path"]: r["reason"] for r in read_csv(tmp_path / "one" / "quarantine.csv")}
+    assert {k for k, v in q.items() if v == "placeholder"} == {
+        f"{'a' if n % 2 else 'b'}/removed_{n}.jpg" for n in range(60, 90)
+    }
+    assert q["b/black.png"] == "blank" and rep["quarantined_by_reason"] == {"blank": 1, "placeholder": 30}
+    m = {r["source_path"]: r for r in read_csv(tmp_path / "one" / "manifest.csv")}
+    clusters = {
+        m[f]["near_dup_cluster"] for f in ("a/img0.png", "a/repost_70.jpg", "a/repost_80.jpg", "a/repost_90.jpg")
+    }
     assert len(clusters) == 1 and "" not in clusters and rep["label_conflicts_dropped"] == 0
-    ph.save(src / "b" / "removed.jpg", quality=95)  # the placeholder now appears in two classes
+    repost.save(src / "b" / "repost_b.jpg", quality=75)  # now the repost is in two classes
     rep = curate(src, tmp_path / "two", CurateConfig(short_side=64), progress=False)
-    assert rep["label_conflicts_dropped"] == 31
-    assert not any("removed" in r["source_path"] for r in read_csv(tmp_path / "two" / "manifest.csv"))
+    assert rep["label_conflicts_dropped"] == 5
+    assert not any(
+        "repost" in r["source_path"] or r["source_path"] == "a/img0.png"
+        for r in read_csv(tmp_path / "two" / "manifest.csv")
+    )
+
+
+def test_invalid_settings_are_refused_before_any_work(small_proxy: Path, tmp_path: Path) -> None:
+    for cfg, msg in (
+        (CurateConfig(val=0.6, test=0.5), "val \\+ test < 1"),
+        (CurateConfig(val=-0.1), "--val and --test"),
+        (CurateConfig(short_side=0), "--short-side"),
+        (CurateConfig(phash_threshold=17), "--phash-threshold"),
+        (CurateConfig(min_side=0), "--min-side"),
+    ):
+        with pytest.raises(NsfwLabError, match=msg):
+            curate(small_proxy, tmp_path / "o", cfg, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_curated_folder_as_source_and_foreign_overwrite_are_refused(default_curated: Path, tmp_path: Path) -> None:
+    with pytest.raises(NsfwLabError, match="already a curated dataset"):
+        curate(default_curated, tmp_path / "o", progress=False)
+    foreign = tmp_path / "mine"
+    (foreign / "a").mkdir(parents=True)
+    Image.new("RGB", (40, 40)).save(foreign / "a" / "x.png")
+    src = tmp_path / "src"
+    shutil.copytree(foreign, src)
+    with pytest.raises(NsfwLabError, match="not made by nsfw-lab"):
+        curate(src, foreign, overwrite=True, progress=False)
+    assert (foreign / "a" / "x.png").is_file()
+
+
+def test_workers_do_not_change_the_output(small_proxy: Path, tmp_path: Path) -> None:
+    cfg = CurateConfig(short_side=48, seed=2)
+    curate(small_proxy, tmp_path / "w1", cfg, workers=1, progress=False)
+    curate(small_proxy, tmp_path / "w2", cfg, workers=2, progress=False)
+    assert digest(tmp_path / "w1") == digest(tmp_path / "w2")
+
+
+def test_small_unbalanced_data_is_warned_about(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    rng = np.random.default_rng(1)
+    for c in ("big", "tiny", "empty"):
+        (src / c).mkdir(parents=True)
+    for i in range(40):
+        arr = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(arr).resize((64, 64), Image.Resampling.BICUBIC).save(src / "big" / f"{i}.png")
+    tiny = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((64, 64))
+    for i in range(6):  # 'tiny' is six re-encodings of one image: one cluster, so it sits in one split only
+        tiny.save(src / "tiny" / f"{i}.jpg", quality=60 + 5 * i)
+    (src / "empty" / "broken.jpg").write_bytes(b"")
+    (src / "__MACOSX").mkdir()
+    (src / "__MACOSX" / "._0.png").write_bytes(b"\x00\x05\x16\x07")
+    rep = curate(src, tmp_path / "out", CurateConfig(short_side=48), progress=False)
+    assert rep["classes"] == ["big", "tiny"]
+    text = " | ".join(rep["warnings"])
+    assert "'empty' has no usable image" in text and "'tiny' has no image in" in text
+    assert "proportions differ" in text
+
+
+def test_stale_partial_folders_are_swept(small_proxy: Path, tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.partial-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "junk").write_bytes(b"x" * 100)
+    curate(small_proxy, tmp_path / "out", CurateConfig(short_side=48), progress=False)
+    assert not stale.exists() and (tmp_path / "out" / "curation_report.json").is_file()
+
+
+def test_group_manifest_matching_nothing_is_an_error(small_proxy: Path, tmp_path: Path) -> None:
+    bogus = tmp_path / "groups.csv"
+    bogus.write_text("sha256,group_id\n" + "0" * 64 + ",gal-1\n")
+    with pytest.raises(NsfwLabError, match="no group id matched"):
+        curate(small_proxy, tmp_path / "o", CurateConfig(short_side=48, groups=str(bogus)), progress=False)

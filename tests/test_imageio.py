@@ -49,52 +49,56 @@ GOOD: dict[str, tuple[bytes, tuple[int, int]]] = {}
 def _build_corpus() -> None:
     g = _gradient()
     jpg, png = _jpeg(g), _png(g)
-    BAD.update({
-        "zero.jpg": (b"", "empty"),
-        "truncated.jpg": (jpg[: len(jpg) // 2], "truncated"),
-        "truncated_progressive.jpg": (_jpeg(g, progressive=True)[:-300], "truncated"),
-        "truncated.png": (png[: len(png) - 30], "truncated"),
-        "html.jpg": (b"\n  <!DOCTYPE html><html><body>404</body></html>", "not_an_image"),
-        "html_bom.jpg": (b"\xef\xbb\xbf<html><head></head></html>", "not_an_image"),
-        "json.jpg": (b'{"error": "removed"}', "not_an_image"),
-        "text.jpg": (b"this file was removed by the host\n", "not_an_image"),
-        "svg.jpg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "not_an_image"),
-        "pdf.jpg": (b"%PDF-1.4\n%...", "not_an_image"),
-        "zip.jpg": (b"PK\x03\x04" + b"\x00" * 40, "not_an_image"),
-        "gzip.jpg": (b"\x1f\x8b\x08\x00" + b"\x00" * 40, "not_an_image"),
-        "random.bin": (bytes(np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8)), "not_an_image"),
-        "jpeg_header_only.jpg": (jpg[:20], "truncated"),
-        "bad_crc.png": (png[:45] + bytes([png[45] ^ 0xFF]) + png[46:], "corrupt"),
-        "bad_chunk.png": (png[:40] + bytes([png[40] ^ 0xFF]) + png[41:], "corrupt"),
-        "bomb.png": (_png_with_size(30000, 30000), "too_many_pixels"),
-        "tiny.png": (_png(Image.new("RGB", (1, 1))), "too_small"),
-        "truncated.gif": (_gif()[:-40], "truncated"),
-        "missing.jpg": (None, "missing"),
-    })
-    GOOD.update({
-        "plain.jpg": (jpg, (48, 32)),
-        "progressive.jpg": (_jpeg(g, progressive=True), (48, 32)),
-        "png_as.jpg": (png, (48, 32)),
-        "no_extension": (jpg, (48, 32)),
-        "upper.JPEG": (jpg, (48, 32)),
-        "exif_rotated.jpg": (_exif_rotated(g), (32, 48)),
-        "palette.png": (_png(g.convert("P", palette=Image.Palette.ADAPTIVE)), (48, 32)),
-        "palette_transparent.png": (_palette_transparent(), (40, 40)),
-        "rgba.png": (_png(_rgba()), (40, 40)),
-        "la.png": (_png(Image.new("LA", (40, 40), (120, 0))), (40, 40)),
-        "gray.jpg": (_jpeg(g.convert("L")), (48, 32)),
-        "bilevel.bmp": (_save(g.convert("1"), "BMP"), (48, 32)),
-        "cmyk.jpg": (_jpeg(Image.new("CMYK", (40, 40), (0, 255, 255, 0))), (40, 40)),
-        "cmyk_icc.jpg": (_cmyk_icc(), (40, 40)),
-        "gray16.png": (_gray16(), (40, 40)),
-        "float.tif": (_float_tiff(), (40, 40)),
-        "animated.gif": (_gif(), (40, 40)),
-        "animated.webp": (_animated_webp(), (40, 40)),
-        "lossless.webp": (_save(g, "WEBP", lossless=True), (48, 32)),
-        "image.tiff": (_save(g, "TIFF"), (48, 32)),
-        "image.bmp": (_save(g, "BMP"), (48, 32)),
-        "trailing_zeros.jpg": (jpg + b"\x00" * 16, (48, 32)),
-    })
+    BAD.update(
+        {
+            "zero.jpg": (b"", "empty"),
+            "truncated.jpg": (jpg[: len(jpg) // 2], "truncated"),
+            "truncated_progressive.jpg": (_jpeg(g, progressive=True)[:-300], "truncated"),
+            "truncated.png": (png[: len(png) - 30], "truncated"),
+            "html.jpg": (b"\n  <!DOCTYPE html><html><body>404</body></html>", "not_an_image"),
+            "html_bom.jpg": (b"\xef\xbb\xbf<html><head></head></html>", "not_an_image"),
+            "json.jpg": (b'{"error": "removed"}', "not_an_image"),
+            "text.jpg": (b"this file was removed by the host\n", "not_an_image"),
+            "svg.jpg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "not_an_image"),
+            "pdf.jpg": (b"%PDF-1.4\n%...", "not_an_image"),
+            "zip.jpg": (b"PK\x03\x04" + b"\x00" * 40, "not_an_image"),
+            "gzip.jpg": (b"\x1f\x8b\x08\x00" + b"\x00" * 40, "not_an_image"),
+            "random.bin": (bytes(np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8)), "not_an_image"),
+            "jpeg_header_only.jpg": (jpg[:20], "truncated"),
+            "bad_crc.png": (png[:45] + bytes([png[45] ^ 0xFF]) + png[46:], "corrupt"),
+            "bad_chunk.png": (png[:40] + bytes([png[40] ^ 0xFF]) + png[41:], "corrupt"),
+            "bomb.png": (_png_with_size(30000, 30000), "too_many_pixels"),
+            "tiny.png": (_png(Image.new("RGB", (1, 1))), "too_small"),
+            "truncated.gif": (_gif()[:-40], "truncated"),
+            "missing.jpg": (None, "missing"),
+        }
+    )
+    GOOD.update(
+        {
+            "plain.jpg": (jpg, (48, 32)),
+            "progressive.jpg": (_jpeg(g, progressive=True), (48, 32)),
+            "png_as.jpg": (png, (48, 32)),
+            "no_extension": (jpg, (48, 32)),
+            "upper.JPEG": (jpg, (48, 32)),
+            "exif_rotated.jpg": (_exif_rotated(g), (32, 48)),
+            "palette.png": (_png(g.convert("P", palette=Image.Palette.ADAPTIVE)), (48, 32)),
+            "palette_transparent.png": (_palette_transparent(), (40, 40)),
+            "rgba.png": (_png(_rgba()), (40, 40)),
+            "la.png": (_png(Image.new("LA", (40, 40), (120, 0))), (40, 40)),
+            "gray.jpg": (_jpeg(g.convert("L")), (48, 32)),
+            "bilevel.bmp": (_save(g.convert("1"), "BMP"), (48, 32)),
+            "cmyk.jpg": (_jpeg(Image.new("CMYK", (40, 40), (0, 255, 255, 0))), (40, 40)),
+            "cmyk_icc.jpg": (_cmyk_icc(), (40, 40)),
+            "gray16.png": (_gray16(), (40, 40)),
+            "float.tif": (_float_tiff(), (40, 40)),
+            "animated.gif": (_gif(), (40, 40)),
+            "animated.webp": (_animated_webp(), (40, 40)),
+            "lossless.webp": (_save(g, "WEBP", lossless=True), (48, 32)),
+            "image.tiff": (_save(g, "TIFF"), (48, 32)),
+            "image.bmp": (_save(g, "BMP"), (48, 32)),
+            "trailing_zeros.jpg": (jpg + b"\x00" * 16, (48, 32)),
+        }
+    )
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -244,3 +248,20 @@ def test_truncated_jpeg_is_not_half_grey(corpus: Path) -> None:
             load_image(corpus / "truncated.jpg")
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def test_data_after_the_image_is_tolerated(tmp_path: Path) -> None:
+    """Motion photos and trailers append bytes after a complete JPEG; a GIF may lack only its trailer."""
+    g = _gradient()
+    (tmp_path / "motion.jpg").write_bytes(_jpeg(g) + b"\x00\x00\x00\x18ftypmp42" + b"\x11" * 5000)
+    assert load_image(tmp_path / "motion.jpg").size == (48, 32)
+    gif = _gif()
+    assert gif.endswith(b";")
+    (tmp_path / "no_trailer.gif").write_bytes(gif[:-1])
+    assert load_image(tmp_path / "no_trailer.gif").size == (40, 40)
+
+
+def test_our_pixel_limit_replaces_pillows(corpus: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if Pillow's own limit were tiny
+    assert load_image(corpus / "plain.jpg", max_pixels=10_000).size == (48, 32)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored afterwards

@@ -44,8 +44,21 @@ def _applies(marker: str) -> bool:
 def test_required_runtime_dependencies_and_exact_torch_pins() -> None:
     proj = _pyproject()["project"]
     deps = {canonicalize_name(Requirement(d).name): Requirement(d) for d in proj["dependencies"]}
-    for name in ("torch", "torchvision", "grad-cam", "papermill", "jupyterlab", "ipykernel", "matplotlib",
-                 "seaborn", "scikit-learn", "pandas", "imagehash", "tqdm", "pillow"):
+    for name in (
+        "torch",
+        "torchvision",
+        "grad-cam",
+        "papermill",
+        "jupyterlab",
+        "ipykernel",
+        "matplotlib",
+        "seaborn",
+        "scikit-learn",
+        "pandas",
+        "imagehash",
+        "tqdm",
+        "pillow",
+    ):
         assert name in deps, name
     assert str(deps["torch"].specifier) == "==2.14.1"
     assert str(deps["torchvision"].specifier) == "==0.29.1"

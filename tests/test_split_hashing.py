@@ -60,8 +60,12 @@ def test_near_pairs_match_brute_force(threshold: int) -> None:
     values = base + [b ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for b in base[:60]] + base[:5]
     hashes = [f"{v:016x}" for v in values]
     got = near_duplicate_pairs(hashes, threshold)
-    want = [(i, j, hamming(hashes[i], hashes[j])) for i in range(len(hashes)) for j in range(i + 1, len(hashes))
-            if hamming(hashes[i], hashes[j]) <= threshold]
+    want = [
+        (i, j, hamming(hashes[i], hashes[j]))
+        for i in range(len(hashes))
+        for j in range(i + 1, len(hashes))
+        if hamming(hashes[i], hashes[j]) <= threshold
+    ]
     assert got == want
     assert len(want) >= 5
 
@@ -82,3 +86,14 @@ def test_repeated_hashes_collapse_into_one_node() -> None:
     node_of, pairs = near_duplicate_nodes(hashes, 8)
     assert len(set(node_of[:20000])) == 1 and len(set(node_of)) == 3
     assert [(d) for _, _, d in pairs] == [1]
+
+
+def test_near_pairs_in_slabs_match(monkeypatch) -> None:
+    """The bounded-memory path (bucket larger than one slab) gives the same pairs."""
+    from nsfw_lab.data import hashing
+
+    rng = random.Random(7)
+    hashes = [f"{(rng.getrandbits(60) << 4) | rng.getrandbits(2):016x}" for _ in range(300)]
+    full = near_duplicate_pairs(hashes, 30)
+    monkeypatch.setattr(hashing, "ROWS_PER_SLAB", 7)
+    assert near_duplicate_pairs(hashes, 30) == full and full

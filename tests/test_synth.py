@@ -16,16 +16,21 @@ from PIL import Image
 from nsfw_lab.config import CLASSES
 from nsfw_lab.data.hashing import hamming, phash_hex
 from nsfw_lab.data.imageio import ImageLoadError, load_image
-from nsfw_lab.data.synth import CLASS_FACTORS, SynthConfig, generate
-from nsfw_lab.data.synth.generate import MANIFEST_COLUMNS
+from nsfw_lab.data.synth import CLASS_FACTORS, Difficulty, SynthConfig, generate
+from nsfw_lab.data.synth.generate import MANIFEST_COLUMNS, planted_count
 from nsfw_lab.data.synth.render import draw_watermark
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import read_csv
 
+RECORDED_TINY_DIGEST = "d9cef37107042191306d0627e3f64547bf5f269447c85d87b168fd778190bbdb"
+
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
@@ -33,9 +38,27 @@ def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
     generate(tmp_path / "a", cfg, workers=1, progress=False)
     generate(tmp_path / "b", cfg, workers=2, progress=False)
     env = {**os.environ, "PYTHONHASHSEED": "123"}
-    subprocess.run([sys.executable, "-m", "nsfw_lab", "synth", str(tmp_path / "c"), "--per-class", "24",
-                    "--size", "48", "--seed", "11", "--shortcut", "--workers", "2"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nsfw_lab",
+            "synth",
+            str(tmp_path / "c"),
+            "--per-class",
+            "24",
+            "--size",
+            "48",
+            "--seed",
+            "11",
+            "--shortcut",
+            "--workers",
+            "2",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     a = tree_digest(tmp_path / "a")
     assert len(a) > 5 * 24
     assert a == tree_digest(tmp_path / "b") == tree_digest(tmp_path / "c")
@@ -55,7 +78,7 @@ def test_class_folders_and_manifest(small_proxy: Path) -> None:
     assert tuple(rows[0]) == MANIFEST_COLUMNS
     on_disk = {p.relative_to(small_proxy).as_posix() for p in small_proxy.rglob("*.jpg")}
     assert {r["file"] for r in rows} == on_disk
-    images = [r for r in rows if not r["kind"].startswith("corrupt")]
+    images = [r for r in rows if not r["kind"].startswith("corrupt") and r["kind"] != "placeholder"]
     assert Counter(r["class"] for r in images) == dict.fromkeys(CLASSES, 60)
     for r in rows:
         assert r["file"].startswith(r["class"] + "/")
@@ -64,7 +87,7 @@ def test_class_folders_and_manifest(small_proxy: Path) -> None:
 
 def test_two_factors_and_evidence_boxes(small_proxy: Path) -> None:
     for r in read_csv(small_proxy / "manifest.csv"):
-        if r["kind"].startswith("corrupt"):
+        if r["kind"].startswith("corrupt") or r["kind"] == "placeholder":
             continue
         assert (r["style"], r["motif"]) == CLASS_FACTORS[r["true_class"]]
         if r["motif"] == "absent":
@@ -94,7 +117,7 @@ def test_galleries_share_a_scene_and_class(small_proxy: Path) -> None:
 def test_near_duplicates_are_recorded_and_near(small_proxy: Path) -> None:
     rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
     near = [r for r in rows.values() if r["kind"] == "near_duplicate"]
-    assert len(near) == 5 * round(60 * 0.08)
+    assert len(near) == 5 * planted_count(60, 0.08)
     dists = []
     for r in near:
         src = rows[r["near_duplicate_of"]]
@@ -108,7 +131,7 @@ def test_near_duplicates_are_recorded_and_near(small_proxy: Path) -> None:
 def test_exact_duplicates_are_byte_identical_within_the_class(small_proxy: Path) -> None:
     rows = {r["file"]: r for r in read_csv(small_proxy / "manifest.csv")}
     exact = [r for r in rows.values() if r["kind"] == "exact_duplicate"]
-    assert len(exact) == 5 * round(60 * 0.01)
+    assert len(exact) == 5 * planted_count(60, 0.01) == 5
     for r in exact:
         src = rows[r["near_duplicate_of"]]
         assert (r["class"], r["group"], r["sha256"]) == (src["class"], src["group"], src["sha256"])
@@ -124,7 +147,7 @@ def test_conflict_copies_cross_into_the_confusable_class(small_proxy: Path) -> N
 
 def test_broken_files_are_planted_and_fail_to_load(small_proxy: Path) -> None:
     broken = [r for r in read_csv(small_proxy / "manifest.csv") if r["kind"].startswith("corrupt")]
-    assert len(broken) == 5 * round(60 * 0.04)
+    assert len(broken) == 5 * planted_count(60, 0.04)
     for r in broken:
         with pytest.raises(ImageLoadError):
             load_image(small_proxy / r["file"])
@@ -140,7 +163,7 @@ def _badge_distance(path: Path) -> float:
 
 
 def test_shortcut_watermark_marks_mostly_one_class(shortcut_proxy: Path) -> None:
-    rows = [r for r in read_csv(shortcut_proxy / "manifest.csv") if not r["kind"].startswith("corrupt")]
+    rows = [r for r in read_csv(shortcut_proxy / "manifest.csv") if r["kind"] in ("original", "near_duplicate")]
     rate = {c: np.mean([int(r["watermark"]) for r in rows if r["class"] == c]) for c in CLASSES}
     assert 0.45 <= rate["porn"] <= 0.75
     assert all(rate[c] <= 0.1 for c in CLASSES if c != "porn")
@@ -166,7 +189,50 @@ def test_bad_settings_and_existing_output_are_refused(tmp_path: Path) -> None:
         generate(tmp_path / "x", SynthConfig(per_class=0), progress=False)
     with pytest.raises(NsfwLabError, match="label-noise"):
         generate(tmp_path / "x", SynthConfig(label_noise=2.0), progress=False)
+    with pytest.raises(NsfwLabError, match="occlusion"):
+        generate(tmp_path / "x", SynthConfig(difficulty=Difficulty(occlusion=(0.9, 0.1))), progress=False)
+    with pytest.raises(NsfwLabError, match="motif-contrast"):
+        generate(tmp_path / "x", SynthConfig(difficulty=Difficulty(motif_contrast=5.0)), progress=False)
+    with pytest.raises(NsfwLabError, match="no original images"):
+        generate(tmp_path / "x", SynthConfig(per_class=2), progress=False)
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(NsfwLabError, match="already exists"):
-        generate(tmp_path / "exists", SynthConfig(per_class=2, size=48), progress=False)
-    assert not any(p.name.startswith(".x") for p in tmp_path.iterdir())
+        generate(tmp_path / "exists", SynthConfig(per_class=20, size=48), progress=False)
+    with pytest.raises(NsfwLabError, match="not made by nsfw-lab"):
+        generate(tmp_path / "exists", SynthConfig(per_class=20, size=48), progress=False, overwrite=True)
+    assert (tmp_path / "exists" / "holiday.jpg").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]
+    generate(tmp_path / "ours", SynthConfig(per_class=20, size=48), progress=False)
+    generate(tmp_path / "ours", SynthConfig(per_class=20, size=48, seed=1), progress=False, overwrite=True)
+
+
+def test_small_runs_still_plant_every_kind(tmp_path: Path) -> None:
+    generate(tmp_path / "s", SynthConfig(per_class=20, size=48), progress=False)
+    kinds = Counter(r["kind"] for r in read_csv(tmp_path / "s" / "manifest.csv"))
+    for k, rate in (
+        ("near_duplicate", 0.08),
+        ("exact_duplicate", 0.01),
+        ("conflict_copy", 0.005),
+        ("placeholder", 0.01),
+    ):
+        assert kinds[k] == 5 * planted_count(20, rate) and kinds[k] >= 5, k
+    assert sum(n for k, n in kinds.items() if k.startswith("corrupt")) == 5
+
+
+def test_placeholders_are_one_card_in_every_class(small_proxy: Path) -> None:
+    rows = [r for r in read_csv(small_proxy / "manifest.csv") if r["kind"] == "placeholder"]
+    assert sorted(r["class"] for r in rows) == sorted(CLASSES)
+    hashes = [phash_hex(load_image(small_proxy / r["file"])) for r in rows]
+    assert max(hamming(hashes[0], h) for h in hashes) <= 4
+
+
+def test_recorded_digest_of_a_tiny_proxy() -> None:
+    """Byte-identical output on any machine with the locked packages: a recorded digest of a tiny run.
+    (If the generator changes on purpose, regenerate the digest and say so in the change.)"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        generate(Path(d) / "t", SynthConfig(per_class=6, size=40, seed=123, shortcut=True), workers=1, progress=False)
+        digest = hashlib.sha256((Path(d) / "t" / "manifest.csv").read_bytes()).hexdigest()
+    assert digest == RECORDED_TINY_DIGEST

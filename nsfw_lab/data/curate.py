@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageStat
 
 from nsfw_lab.data.hashing import UnionFind, near_duplicate_nodes, phash_hex, sha256_hex
 from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_image_bytes
@@ -29,13 +29,45 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_csv, staged_dir, write_csv
 from nsfw_lab.parallel import imap_ordered
 
-IGNORED_SUFFIXES = frozenset({".txt", ".csv", ".json", ".md", ".html", ".htm", ".log", ".py", ".sh", ".yml",
-                              ".yaml", ".db", ".sqlite", ".parquet"})
+PLACEHOLDER_RADIUS = 4  # pHash bits within which repeated copies count as one placeholder card
+MAX_PHASH_THRESHOLD = 16  # beyond this, pHash "near" pairs are mostly unrelated images
+IGNORED_DIRS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})
+IGNORED_SUFFIXES = frozenset(
+    {
+        ".txt",
+        ".csv",
+        ".json",
+        ".md",
+        ".html",
+        ".htm",
+        ".log",
+        ".py",
+        ".sh",
+        ".yml",
+        ".yaml",
+        ".db",
+        ".sqlite",
+        ".parquet",
+    }
+)
 """Metadata next to images (the scraper's ``urls_<class>.txt``, manifests): counted, not validated.
 An HTML page saved as ``.jpg`` is still caught, because its extension is not in this list."""
 
-MANIFEST_COLUMNS = ("split", "class", "group", "source_group", "near_dup_cluster", "sha256", "phash",
-                    "source_path", "cached_path", "width", "height", "cache_width", "cache_height")
+MANIFEST_COLUMNS = (
+    "split",
+    "class",
+    "group",
+    "source_group",
+    "near_dup_cluster",
+    "sha256",
+    "phash",
+    "source_path",
+    "cached_path",
+    "width",
+    "height",
+    "cache_width",
+    "cache_height",
+)
 REPORT_NAME = "curation_report.json"
 
 
@@ -52,6 +84,30 @@ class CurateConfig:
     max_pixels: int = MAX_PIXELS_DEFAULT
     jpeg_quality: int = 95
     groups: str | None = None  # CSV with a group column (and file or sha256); default: SRC/manifest.csv
+    blank_std: float = 2.0  # grey-level standard deviation under which an image is blank
+    placeholder_copies: int = 10  # this many near-identical files (any classes) = a host's "removed" card
+
+    def validate(self) -> None:
+        """Raise NsfwLabError naming the first invalid setting (checked before any work)."""
+        checks = [
+            (
+                0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1,
+                f"--val and --test must be >= 0 with val + test < 1 (got {self.val}, {self.test})",
+            ),
+            (16 <= self.short_side <= 4096, f"--short-side must be in 16..4096 (got {self.short_side})"),
+            (
+                0 <= self.phash_threshold <= MAX_PHASH_THRESHOLD,
+                f"--phash-threshold must be in 0..{MAX_PHASH_THRESHOLD} (got {self.phash_threshold})",
+            ),
+            (1 <= self.min_side <= 4096, f"--min-side must be in 1..4096 (got {self.min_side})"),
+            (self.max_pixels >= 1, f"max_pixels must be positive (got {self.max_pixels})"),
+            (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be in 1..100 (got {self.jpeg_quality})"),
+            (self.blank_std >= 0, f"blank_std must be >= 0 (got {self.blank_std})"),
+            (self.placeholder_copies >= 2, f"--placeholder-copies must be >= 2 (got {self.placeholder_copies})"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise NsfwLabError(msg)
 
 
 @dataclass
@@ -71,13 +127,15 @@ class _Rec:
 
 def scan(src: Path) -> tuple[list[str], list[tuple[str, str]], int]:
     """Class names, (relative path, class) of every candidate file in sorted order, and ignored count."""
-    classes = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_DIRS
+    )
     files: list[tuple[str, str]] = []
     ignored = 0
     for cls in classes:
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(src / cls):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in IGNORED_DIRS)
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
@@ -94,8 +152,11 @@ def cache_image(img: Image.Image, short_side: int, quality: int) -> bytes:
     w, h = img.size
     s = min(w, h)
     if s > short_side:
-        img = img.resize((max(1, round(w * short_side / s)), max(1, round(h * short_side / s))),
-                         Image.Resampling.LANCZOS, reducing_gap=3.0)
+        img = img.resize(
+            (max(1, round(w * short_side / s)), max(1, round(h * short_side / s))),
+            Image.Resampling.LANCZOS,
+            reducing_gap=3.0,
+        )
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
@@ -117,6 +178,10 @@ def _inspect(args: tuple[Path, str, str, Path, CurateConfig]) -> _Rec:
         return rec
     rec.sha256 = sha256_hex(data)
     rec.width, rec.height = img.size
+    std = ImageStat.Stat(img.convert("L").reduce(max(1, min(img.size) // 64))).stddev[0]
+    if std < cfg.blank_std:
+        rec.reason, rec.detail = "blank", f"blank image (grey-level spread {std:.2f} < {cfg.blank_std})"
+        return rec
     cached = cache_image(img, cfg.short_side, cfg.jpeg_quality)
     target = staging / f"{rec.sha256}.jpg"
     if not target.exists():
@@ -168,13 +233,20 @@ def _check_paths(src: Path, out: Path) -> None:
         raise NsfwLabError(f"{out}: OUT must not contain SRC")
 
 
-def curate(src: Path, out: Path, cfg: CurateConfig = CurateConfig(), workers: int | None = None,
-           overwrite: bool = False, progress: bool = True) -> dict:
+def curate(
+    src: Path,
+    out: Path,
+    cfg: CurateConfig = CurateConfig(),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Curate ``src`` into ``out`` and return the report (also written to ``out/curation_report.json``)."""
     src, out = Path(src).resolve(), Path(out).resolve()
     _check_paths(src, out)
-    if not 0 <= cfg.phash_threshold <= 32:
-        raise NsfwLabError(f"--phash-threshold must be in 0..32 (got {cfg.phash_threshold})")
+    cfg.validate()
+    if (src / REPORT_NAME).is_file():
+        raise NsfwLabError(f"{src}: is already a curated dataset (it has {REPORT_NAME}); use it as it is")
     classes, files, ignored = scan(src)
     if not files:
         raise NsfwLabError(f"{src}: no files found in class folders (expected SRC/<class>/<images>)")
@@ -182,11 +254,19 @@ def curate(src: Path, out: Path, cfg: CurateConfig = CurateConfig(), workers: in
     by_sha, by_rel = load_known_groups(groups_path, src) if groups_path.is_file() else ({}, {})
     if cfg.groups and not groups_path.is_file():
         raise NsfwLabError(f"{groups_path}: group manifest not found")
-    with staged_dir(out, overwrite=overwrite) as tmp:
+    with staged_dir(out, overwrite=overwrite, owned_marker=REPORT_NAME) as tmp:
         staging = tmp / ".staging"
         staging.mkdir()
-        recs = list(imap_ordered(_inspect, ((src, rel, cls, staging, cfg) for rel, cls in files),
-                                 total=len(files), workers=workers, desc="validate+hash", progress=progress))
+        recs = list(
+            imap_ordered(
+                _inspect,
+                ((src, rel, cls, staging, cfg) for rel, cls in files),
+                total=len(files),
+                workers=workers,
+                desc="validate+hash",
+                progress=progress,
+            )
+        )
         report = _finish(src, tmp, staging, recs, classes, ignored, by_sha, by_rel, cfg, workers, progress)
         report["groups_manifest"] = str(groups_path) if (by_sha or by_rel) else None
         shutil.rmtree(staging)
@@ -194,12 +274,43 @@ def curate(src: Path, out: Path, cfg: CurateConfig = CurateConfig(), workers: in
     return report
 
 
-def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list[str], ignored: int,
-            by_sha: dict[str, str], by_rel: dict[str, str], cfg: CurateConfig, workers: int | None,
-            progress: bool) -> dict:
+def _finish(
+    src: Path,
+    tmp: Path,
+    staging: Path,
+    recs: list[_Rec],
+    classes: list[str],
+    ignored: int,
+    by_sha: dict[str, str],
+    by_rel: dict[str, str],
+    cfg: CurateConfig,
+    workers: int | None,
+    progress: bool,
+) -> dict:
+    # 0. placeholders: a card repeated many times (within PLACEHOLDER_RADIUS bits, re-encodings included)
+    #    is a host's "image removed" image, not data
+    ok = [r for r in recs if r.ok]
+    node_of, node_pairs = near_duplicate_nodes([r.phash for r in ok], PLACEHOLDER_RADIUS)
+    size = Counter(node_of)
+    reach = dict(size)  # items within the radius of each node, itself included
+    for u, v, _ in node_pairs:
+        reach[u] += size[v]
+        reach[v] += size[u]
+    flagged = {u for u, n in reach.items() if n >= cfg.placeholder_copies}
+    flagged |= {w for u, v, _ in node_pairs if u in flagged or v in flagged for w in (u, v)}
+    for r, u in zip(ok, node_of, strict=True):
+        if u in flagged:
+            r.ok, r.reason = False, "placeholder"
+            r.detail = (
+                f"{reach[u]} files within {PLACEHOLDER_RADIUS} bits of pHash {r.phash} "
+                f"(>= {cfg.placeholder_copies}): a repeated placeholder image"
+            )
     bad = [r for r in recs if not r.ok]
-    write_csv(tmp / "quarantine.csv", ("source_path", "class", "reason", "detail"),
-              ((r.rel, r.cls, r.reason, r.detail) for r in bad))
+    write_csv(
+        tmp / "quarantine.csv",
+        ("source_path", "class", "reason", "detail"),
+        ((r.rel, r.cls, r.reason, r.detail) for r in bad),
+    )
     # 1. byte-identical copies within a class: keep the first path
     first: dict[tuple[str, str], str] = {}
     dups: list[tuple[str, str, str, str]] = []
@@ -232,10 +343,12 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
     for i in sorted(conflicted):
         others = {c: rel for c, rel in near[node_of[i]].items() if c != cand[i].cls}
         first_other = others[min(others)]
-        conflict_rows.append((cand[i].rel, cand[i].cls, " ".join(sorted(others)), first_other, cand[i].sha256,
-                              cand[i].phash))
-    write_csv(tmp / "label_conflicts.csv", ("source_path", "class", "also_in", "matches", "sha256", "phash"),
-              conflict_rows)
+        conflict_rows.append(
+            (cand[i].rel, cand[i].cls, " ".join(sorted(others)), first_other, cand[i].sha256, cand[i].phash)
+        )
+    write_csv(
+        tmp / "label_conflicts.csv", ("source_path", "class", "also_in", "matches", "sha256", "phash"), conflict_rows
+    )
     keep_idx = [i for i in range(len(cand)) if i not in conflicted]
     pos = {i: k for k, i in enumerate(keep_idx)}
     kept = [cand[i] for i in keep_idx]
@@ -264,6 +377,12 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
     cluster_sizes = Counter(dup_cluster)
     unit_name = {u: f"u{n:06d}" for n, u in enumerate(sorted(set(units)))}
     labels = [r.cls for r in kept]
+    if not kept:
+        raise NsfwLabError(f"{src}: no usable image left after curation (see the quarantine reasons)")
+    if (by_sha or by_rel) and not first_of_group and cfg.groups:
+        raise NsfwLabError(f"{cfg.groups}: no group id matched any file (check its sha256/file columns)")
+    empty = [c for c in classes if c not in set(labels)]
+    classes = [c for c in classes if c in set(labels)]
     splits = group_stratified_split(labels, units, cfg.val, cfg.test, cfg.seed)
     # 4. move the staged cache into place and write the manifest
     for s in SPLITS:
@@ -274,16 +393,45 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
         cached = f"{splits[k]}/{r.cls}/{r.sha256[:20]}.jpg"
         os.replace(staging / f"{r.sha256}.jpg", tmp / cached)
         cl = dup_cluster[k]
-        rows.append((splits[k], r.cls, unit_name[units[k]], known[k],
-                     f"d{cl:06d}" if cluster_sizes[cl] > 1 else "", r.sha256, r.phash, r.rel, cached,
-                     r.width, r.height, r.cache_w, r.cache_h))
+        rows.append(
+            (
+                splits[k],
+                r.cls,
+                unit_name[units[k]],
+                known[k],
+                f"d{cl:06d}" if cluster_sizes[cl] > 1 else "",
+                r.sha256,
+                r.phash,
+                r.rel,
+                cached,
+                r.width,
+                r.height,
+                r.cache_w,
+                r.cache_h,
+            )
+        )
     rows.sort(key=lambda row: (SPLITS.index(row[0]), row[1], row[8]))
     write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows)
     leakage = leakage_check(tmp, rows, cfg.phash_threshold, workers, progress)
     if not leakage["passed"]:
         raise NsfwLabError(f"{src}: leakage check failed after splitting ({leakage}); nothing written")
     reasons = Counter(r.reason for r in bad)
+    table = split_table(labels, splits)
+    gap = max_proportion_gap(labels, splits)
+    warnings = [f"class folder {c!r} has no usable image and was left out" for c in empty]
+    warnings += [
+        f"class {c!r} has no image in {s}"
+        for c in classes
+        for s in SPLITS
+        if table[c][s] == 0 and {"val": cfg.val, "test": cfg.test, "train": 1}[s] > 0
+    ]
+    if gap > 0.05:
+        warnings.append(
+            f"class proportions differ by up to {gap:.1%} between splits (groups too large for "
+            "the dataset size); treat per-split metrics with care"
+        )
     return {
+        "warnings": warnings,
         "source": str(src),
         "classes": classes,
         "settings": asdict(cfg),
@@ -298,8 +446,8 @@ def _finish(src: Path, tmp: Path, staging: Path, recs: list[_Rec], classes: list
         "kept": len(kept),
         "groups": len(unit_name),
         "known_groups": len(first_of_group),
-        "counts": split_table(labels, splits),
-        "max_class_proportion_gap": round(max_proportion_gap(labels, splits), 4),
+        "counts": table,
+        "max_class_proportion_gap": round(gap, 4),
         "leakage_check": leakage,
     }
 
@@ -310,15 +458,19 @@ def _phash_file(path: Path) -> str:
         return phash_hex(im)
 
 
-def leakage_check(out: Path, rows: list[tuple], threshold: int, workers: int | None = None,
-                  progress: bool = True) -> dict:
+def leakage_check(
+    out: Path, rows: list[tuple], threshold: int, workers: int | None = None, progress: bool = True
+) -> dict:
     """Recompute pHashes from the cached files and count neighbours that sit in different splits.
 
     Also counts sha256 values and group ids found in more than one split. All three must be zero.
     """
     paths = [out / r[8] for r in rows]
-    hashes = list(imap_ordered(_phash_file, paths, total=len(paths), workers=workers, desc="leakage check",
-                               progress=progress, chunksize=32))
+    hashes = list(
+        imap_ordered(
+            _phash_file, paths, total=len(paths), workers=workers, desc="leakage check", progress=progress, chunksize=32
+        )
+    )
     node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
     node_splits: dict[int, Counter] = defaultdict(Counter)
     for u, r in zip(node_of, rows, strict=True):
@@ -344,7 +496,10 @@ def leakage_check(out: Path, rows: list[tuple], threshold: int, workers: int | N
         "groups_straddling_splits": sum(1 for v in group_splits.values() if len(v) > 1),
         "hashes_matching_manifest": sum(1 for h, r in zip(hashes, rows, strict=True) if h == r[6]),
     }
-    result["passed"] = (result["cross_split_near_duplicates"] == 0 and result["cross_split_sha256"] == 0
-                        and result["groups_straddling_splits"] == 0
-                        and result["hashes_matching_manifest"] == len(rows))
+    result["passed"] = (
+        result["cross_split_near_duplicates"] == 0
+        and result["cross_split_sha256"] == 0
+        and result["groups_straddling_splits"] == 0
+        and result["hashes_matching_manifest"] == len(rows)
+    )
     return result

@@ -78,8 +78,15 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def make_loader(dataset: Dataset, batch_size: int, train: bool, seed: int = 0, workers: int | None = None,
-                device: str = "cpu", drop_last: bool | None = None) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    workers: int | None = None,
+    device: str = "cpu",
+    drop_last: bool | None = None,
+) -> DataLoader:
     """A DataLoader with sensible defaults: shuffled (seeded) for training, worker count from the
     machine, pinned memory and prefetching on CUDA, persistent workers when there are workers."""
     if workers is None:

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 PHASH_BITS = 64
+ROWS_PER_SLAB = 2048  # near-duplicate search compares at most this many rows at once (~2048 x bucket)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -89,11 +90,14 @@ def near_duplicate_nodes(hashes: list[str], threshold: int) -> tuple[list[int], 
                     continue
                 idx = order[s:e]
                 sub = uniq[idx]
-                dist = np.bitwise_count(sub[:, None] ^ sub[None, :])
-                ii, jj = np.nonzero(np.triu(dist <= threshold, k=1))
-                for a, b in zip(ii.tolist(), jj.tolist(), strict=True):
-                    u, v = int(idx[a]), int(idx[b])
-                    close.add((min(u, v), max(u, v), int(dist[a, b])))
+                for r0 in range(0, len(sub), ROWS_PER_SLAB):  # bounded memory: a slab of rows at a time
+                    rows = sub[r0 : r0 + ROWS_PER_SLAB]
+                    dist = np.bitwise_count(rows[:, None] ^ sub[None, :])
+                    ii, jj = np.nonzero(dist <= threshold)
+                    for a, b in zip(ii.tolist(), jj.tolist(), strict=True):
+                        u, v = int(idx[r0 + a]), int(idx[b])
+                        if u < v:
+                            close.add((u, v, int(dist[a, b])))
     return inverse.tolist(), sorted(close)
 
 
@@ -103,6 +107,6 @@ def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, i
     members: dict[int, list[int]] = defaultdict(list)
     for i, u in enumerate(node_of):
         members[u].append(i)
-    pairs = [(a, b, 0) for ms in members.values() for k, a in enumerate(ms) for b in ms[k + 1:]]
+    pairs = [(a, b, 0) for ms in members.values() for k, a in enumerate(ms) for b in ms[k + 1 :]]
     pairs += [(min(i, j), max(i, j), d) for u, v, d in node_pairs for i in members[u] for j in members[v]]
     return sorted(pairs)

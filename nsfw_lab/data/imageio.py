@@ -82,8 +82,14 @@ def sniff_non_image(head: bytes) -> str | None:
     return None
 
 
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
-          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def magic_format(head: bytes) -> str | None:
@@ -107,11 +113,26 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _jpeg_is_complete(data: bytes) -> bool:
-    """A baseline or progressive JPEG ends with the EOI marker (trailing padding allowed)."""
-    return data.rstrip(b"\x00\r\n \t").endswith(b"\xff\xd9")
+    """True when an end-of-image marker follows the first start-of-scan marker.
+
+    Entropy-coded data cannot contain FF D9 (0xFF bytes are stuffed), and an EXIF thumbnail's EOI sits
+    before the main image's first scan, so this tells a cut file from a complete one, while tolerating
+    data appended after the image (motion photos, trailers).
+    """
+    sos = data.find(b"\xff\xda")
+    return sos >= 0 and data.rfind(b"\xff\xd9") > sos
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def _check_all_frames(im: Image.Image, path: Path | str) -> None:
+    try:
+        for k in range(getattr(im, "n_frames", 1)):
+            im.seek(k)
+            im.load()
+    except (OSError, EOFError, ValueError) as exc:
+        raise TruncatedImage(path, f"truncated GIF (frame {k} cannot be decoded: {exc})") from None
+
+
+def _to_rgb(im: Image.Image, path: Path | str = "<bytes>") -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB with correct scaling and alpha handling."""
     mode = im.mode
     if mode == "RGB":
@@ -150,7 +171,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     try:
         return im.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise UnsupportedImage(getattr(im, "filename", "?"), f"cannot convert mode {mode} to RGB ({exc})") from None
+        raise UnsupportedImage(path, f"cannot convert mode {mode} to RGB ({exc})") from None
 
 
 def load_image(path: Path | str, max_pixels: int = MAX_PIXELS_DEFAULT, min_side: int = 1) -> Image.Image:
@@ -189,8 +210,8 @@ def decode_image_bytes(
     fmt = magic_format(head)
     if fmt == "JPEG" and not _jpeg_is_complete(data):
         raise TruncatedImage(path, "truncated JPEG (no end-of-image marker)")
-    if fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
-        raise TruncatedImage(path, "truncated GIF (no trailer)")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own explicit limit applies instead (checked before decoding)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -200,11 +221,13 @@ def decode_image_bytes(
                 raise DecompressionBomb(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
             if fmt == "PNG":  # CRC and chunk checks; verify() leaves the image unusable, so reopen
                 Image.open(io.BytesIO(data)).verify()
+            if fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
+                _check_all_frames(im, path)  # no trailer: complete only if every frame decodes
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im)
+            rgb = _to_rgb(im, path)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -225,7 +248,8 @@ def decode_image_bytes(
         raise CorruptImage(path, f"corrupt image data ({msg})") from None
     except (ValueError, TypeError, EOFError, struct.error) as exc:
         raise CorruptImage(path, f"corrupt image data ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     if min(rgb.size) < min_side:
         raise TooSmall(path, f"{rgb.size[0]}x{rgb.size[1]} is smaller than the minimum side of {min_side}px")
     return rgb
-

@@ -17,8 +17,7 @@ import numpy as np
 SPLITS = ("train", "val", "test")
 
 
-def group_stratified_split(labels: list[str], groups: list[int], val: float, test: float,
-                           seed: int) -> list[str]:
+def group_stratified_split(labels: list[str], groups: list[int], val: float, test: float, seed: int) -> list[str]:
     """Return a split name per item. ``groups[i]`` is item i's group id (items sharing it stay together)."""
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ValueError(f"need 0 <= val, test and val + test < 1 (got val={val}, test={test})")

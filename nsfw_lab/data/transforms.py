@@ -20,31 +20,45 @@ def _finish(mean: tuple[float, ...], std: tuple[float, ...]) -> list[v2.Transfor
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
 
 
-def train_transform(size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                    scale: tuple[float, float] = (0.35, 1.0), extra: list[v2.Transform] | None = None) -> v2.Compose:
+def train_transform(
+    size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    scale: tuple[float, float] = (0.35, 1.0),
+    extra: list[v2.Transform] | None = None,
+) -> v2.Compose:
     """Random resized crop to ``size`` + horizontal flip (+ ``extra`` augmentations), then normalise."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(size, scale=scale, antialias=True),
-        v2.RandomHorizontalFlip(),
-        *(extra or []),
-        *_finish(mean, std),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(size, scale=scale, antialias=True),
+            v2.RandomHorizontalFlip(),
+            *(extra or []),
+            *_finish(mean, std),
+        ]
+    )
 
 
-def eval_transform(size: int, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-                   crop_ratio: float = EVAL_CROP_RATIO) -> v2.Compose:
+def eval_transform(
+    size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    crop_ratio: float = EVAL_CROP_RATIO,
+) -> v2.Compose:
     """Resize the short side to ``round(size / crop_ratio)``, centre-crop ``size``, normalise."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(round(size / crop_ratio), antialias=True),
-        v2.CenterCrop(size),
-        *_finish(mean, std),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(round(size / crop_ratio), antialias=True),
+            v2.CenterCrop(size),
+            *_finish(mean, std),
+        ]
+    )
 
 
-def denormalize(x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
-                std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+def denormalize(
+    x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> torch.Tensor:
     """Undo :func:`eval_transform`'s normalisation: (…, 3, H, W) back to [0, 1] for display."""
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)

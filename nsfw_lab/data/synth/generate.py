@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from nsfw_lab.config import CLASSES
 from nsfw_lab.data.synth.render import Box, Difficulty, make_scene, render
@@ -32,12 +32,30 @@ CLASS_FACTORS: dict[str, tuple[str, str]] = {
 }
 """class -> (rendering style, target motif). The real taxonomy's structure as two factors."""
 
-CONFUSABLE: dict[str, str] = {"porn": "sexy", "sexy": "porn", "hentai": "drawings", "drawings": "hentai",
-                              "neutral": "sexy"}
+CONFUSABLE: dict[str, str] = {
+    "porn": "sexy",
+    "sexy": "porn",
+    "hentai": "drawings",
+    "drawings": "hentai",
+    "neutral": "sexy",
+}
 """Where label noise and cross-class reposts go: the confusions users report on the real data."""
 
-MANIFEST_COLUMNS = ("file", "class", "group", "sha256", "evidence_box", "near_duplicate_of", "watermark",
-                    "kind", "true_class", "style", "motif", "width", "height")
+MANIFEST_COLUMNS = (
+    "file",
+    "class",
+    "group",
+    "sha256",
+    "evidence_box",
+    "near_duplicate_of",
+    "watermark",
+    "kind",
+    "true_class",
+    "style",
+    "motif",
+    "width",
+    "height",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,7 @@ class SynthConfig:
     exact_dup_rate: float = 0.01  # share of each class that are byte-identical reposts within the class
     conflict_rate: float = 0.005  # share of each class reposted into the confusable class
     corrupt_rate: float = 0.01  # broken "downloads" added per class (HTML, truncated, empty)
+    placeholder_rate: float = 0.01  # "image removed" cards added per class (one fixed image, re-encoded)
     label_noise: float = 0.0  # share of images rendered as the confusable class
     difficulty: Difficulty = field(default_factory=Difficulty)
 
@@ -67,15 +86,27 @@ class SynthConfig:
             raise NsfwLabError(f"--size must be at least 32 px (got {self.size})")
         if self.shortcut_class not in CLASSES:
             raise NsfwLabError(f"--shortcut-class must be one of {', '.join(CLASSES)}")
-        for name in ("shortcut_rate", "shortcut_leak", "near_dup_rate", "exact_dup_rate", "conflict_rate",
-                     "corrupt_rate",
-                     "label_noise"):
+        for name in (
+            "shortcut_rate",
+            "shortcut_leak",
+            "near_dup_rate",
+            "exact_dup_rate",
+            "conflict_rate",
+            "corrupt_rate",
+            "placeholder_rate",
+            "label_noise",
+        ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise NsfwLabError(f"--{name.replace('_', '-')} must be in [0, 1] (got {v})")
         lo, hi = self.gallery_size
         if not 1 <= lo <= hi:
             raise NsfwLabError(f"--gallery-size must be 1 <= MIN <= MAX (got {lo} {hi})")
+        if sum(_copy_counts(self)) >= self.per_class:
+            raise NsfwLabError("the duplicate and repost rates leave no original images; lower them")
+        problems = self.difficulty.problems()
+        if problems:
+            raise NsfwLabError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -128,14 +159,24 @@ def _plan(cfg: SynthConfig) -> list[_Job]:
             for _ in range(size):
                 share = cfg.shortcut_rate if cls == cfg.shortcut_class else cfg.shortcut_leak
                 wm = bool(cfg.shortcut and rng.random() < share)
-                jobs.append(_Job(f"{cls}/{cls}_{int(names[k]):05d}.jpg", cls, true_cls, group, scene_seed,
-                                 int(rng.integers(2**62)), wm))
+                jobs.append(
+                    _Job(
+                        f"{cls}/{cls}_{int(names[k]):05d}.jpg",
+                        cls,
+                        true_cls,
+                        group,
+                        scene_seed,
+                        int(rng.integers(2**62)),
+                        wm,
+                    )
+                )
                 k += 1
     return jobs
 
 
-def _near_duplicate(data: bytes, box: Box | None,
-                    rng: np.random.Generator) -> tuple[bytes, Box | None, tuple[int, int]]:
+def _near_duplicate(
+    data: bytes, box: Box | None, rng: np.random.Generator
+) -> tuple[bytes, Box | None, tuple[int, int]]:
     """Re-encoded, rescaled and slightly cropped copy; the evidence box follows the transform."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size
@@ -148,8 +189,12 @@ def _near_duplicate(data: bytes, box: Box | None,
     new_box = None
     if box is not None:
         x0, y0, x1, y1 = box
-        new_box = (max(0, int((x0 - cl) * sx)), max(0, int((y0 - ct) * sy)),
-                   min(nw, round((x1 - cl) * sx)), min(nh, round((y1 - ct) * sy)))
+        new_box = (
+            max(0, int((x0 - cl) * sx)),
+            max(0, int((y0 - ct) * sy)),
+            min(nw, round((x1 - cl) * sx)),
+            min(nh, round((y1 - ct) * sy)),
+        )
     return _jpeg(img, int(rng.integers(55, 90))), new_box, (nw, nh)
 
 
@@ -165,8 +210,9 @@ def _box_str(box: Box | None) -> str:
     return "" if box is None else " ".join(str(v) for v in box)
 
 
-def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = False,
-             progress: bool = True) -> Path:
+def generate(
+    out: Path, cfg: SynthConfig, workers: int | None = None, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Generate the proxy into ``out`` (built aside and moved into place when complete).
 
     Returns the manifest path. ``workers`` processes render in parallel (default: all cores);
@@ -175,15 +221,17 @@ def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite:
     cfg.validate()
     jobs = _plan(cfg)
     rows: dict[str, dict] = {}
-    with staged_dir(Path(out), overwrite=overwrite) as tmp:
+    with staged_dir(Path(out), overwrite=overwrite, owned_marker="synth_config.json") as tmp:
         for cls in CLASSES:
             (tmp / cls).mkdir()
-        results = imap_ordered(_render_job, [(j, cfg) for j in jobs], total=len(jobs), workers=workers,
-                               desc="synth", progress=progress)
+        results = imap_ordered(
+            _render_job, [(j, cfg) for j in jobs], total=len(jobs), workers=workers, desc="synth", progress=progress
+        )
         for job, (data, box, (w, h)) in zip(jobs, results, strict=True):
             (tmp / job.file).write_bytes(data)
-            rows[job.file] = _row(job.file, job.cls, job.group, data, box, "", job.watermark, "original",
-                                  job.true_cls, w, h)
+            rows[job.file] = _row(
+                job.file, job.cls, job.group, data, box, "", job.watermark, "original", job.true_cls, w, h
+            )
         _add_copies(tmp, cfg, jobs, rows)
         _add_broken(tmp, cfg, rows)
         ordered = [rows[k] for k in sorted(rows)]
@@ -192,22 +240,53 @@ def generate(out: Path, cfg: SynthConfig, workers: int | None = None, overwrite:
     return Path(out) / "manifest.csv"
 
 
-def _row(file: str, cls: str, group: str, data: bytes, box: Box | None, dup_of: str, wm: bool, kind: str,
-         true_cls: str, w: int, h: int) -> dict:
+def _row(
+    file: str,
+    cls: str,
+    group: str,
+    data: bytes,
+    box: Box | None,
+    dup_of: str,
+    wm: bool,
+    kind: str,
+    true_cls: str,
+    w: int,
+    h: int,
+) -> dict:
     style, motif = CLASS_FACTORS[true_cls]
-    return {"file": file, "class": cls, "group": group, "sha256": hashlib.sha256(data).hexdigest(),
-            "evidence_box": _box_str(box), "near_duplicate_of": dup_of, "watermark": int(wm), "kind": kind,
-            "true_class": true_cls, "style": style, "motif": motif, "width": w, "height": h}
+    return {
+        "file": file,
+        "class": cls,
+        "group": group,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "evidence_box": _box_str(box),
+        "near_duplicate_of": dup_of,
+        "watermark": int(wm),
+        "kind": kind,
+        "true_class": true_cls,
+        "style": style,
+        "motif": motif,
+        "width": w,
+        "height": h,
+    }
 
 
 def _parse_box(s: str) -> Box | None:
     return tuple(int(v) for v in s.split()) if s else None  # type: ignore[return-value]
 
 
+def planted_count(per_class: int, rate: float) -> int:
+    """How many planted files a rate gives per class: rounded, but at least one when the rate is not 0."""
+    return max(1, round(per_class * rate)) if rate > 0 else 0
+
+
 def _copy_counts(cfg: SynthConfig) -> tuple[int, int, int]:
     """Per class: near-duplicates, exact duplicates, cross-class reposts."""
-    return tuple(round(cfg.per_class * r) for r in (cfg.near_dup_rate, cfg.exact_dup_rate,  # type: ignore[return-value]
-                                                    cfg.conflict_rate))
+    return (
+        planted_count(cfg.per_class, cfg.near_dup_rate),
+        planted_count(cfg.per_class, cfg.exact_dup_rate),
+        planted_count(cfg.per_class, cfg.conflict_rate),
+    )
 
 
 def _add_copies(tmp: Path, cfg: SynthConfig, jobs: list[_Job], rows: dict[str, dict]) -> None:
@@ -235,14 +314,36 @@ def _add_copies(tmp: Path, cfg: SynthConfig, jobs: list[_Job], rows: dict[str, d
             file = f"{cls}/{cls}_{int(names[used[cls]]):05d}.jpg"
             used[cls] += 1
             (tmp / file).write_bytes(new)
-            rows[file] = _row(file, cls, src.group, new, box, src.file, bool(srow["watermark"]), kind,
-                              srow["true_class"], w, h)
+            rows[file] = _row(
+                file, cls, src.group, new, box, src.file, bool(srow["watermark"]), kind, srow["true_class"], w, h
+            )
+
+
+def placeholder_image(size: int) -> Image.Image:
+    """The proxy's "image removed" card: a grey card with a broken-picture glyph (abstract, no text)."""
+    w, h = size * 3 // 2, size
+    img = Image.new("RGB", (w, h), (222, 222, 222))
+    d = ImageDraw.Draw(img)
+    u = size // 8
+    d.rectangle(
+        (w // 2 - 2 * u, h // 2 - 1.5 * u, w // 2 + 2 * u, h // 2 + 1.5 * u),
+        outline=(150, 150, 150),
+        width=max(1, u // 3),
+    )
+    d.polygon(
+        [(w // 2 - 1.5 * u, h // 2 + u), (w // 2 - 0.3 * u, h // 2 - 0.5 * u), (w // 2 + 0.6 * u, h // 2 + u)],
+        fill=(170, 170, 170),
+    )
+    d.ellipse((w // 2 + 0.6 * u, h // 2 - u, w // 2 + 1.3 * u, h // 2 - 0.3 * u), fill=(170, 170, 170))
+    return img
 
 
 def _add_broken(tmp: Path, cfg: SynthConfig, rows: dict[str, dict]) -> None:
-    """A few files that only pretend to be JPEGs, as dead scraper downloads do."""
+    """Files that only pretend to be images (dead downloads), and the host's "removed" placeholder card
+    re-encoded in every class, as the scraper's dead Imgur links give."""
     rng = np.random.default_rng([cfg.seed, 3])
-    n = round(cfg.per_class * cfg.corrupt_rate)
+    n = planted_count(cfg.per_class, cfg.corrupt_rate)
+    card = placeholder_image(cfg.size)
     for cls in CLASSES:
         originals = sorted(f for f, r in rows.items() if r["class"] == cls and r["kind"] == "original")
         for i in range(n):
@@ -252,6 +353,27 @@ def _add_broken(tmp: Path, cfg: SynthConfig, rows: dict[str, dict]) -> None:
                 data = src[: len(src) * 3 // 5]
             file = f"{cls}/broken_{i:03d}_{name}.jpg"
             (tmp / file).write_bytes(data)
-            rows[file] = {"file": file, "class": cls, "group": "", "sha256": hashlib.sha256(data).hexdigest(),
-                          "evidence_box": "", "near_duplicate_of": "", "watermark": 0, "kind": f"corrupt_{name}",
-                          "true_class": "", "style": "", "motif": "", "width": 0, "height": 0}
+            rows[file] = _broken_row(file, cls, data, f"corrupt_{name}")
+        for i in range(planted_count(cfg.per_class, cfg.placeholder_rate)):
+            data = _jpeg(card, int(rng.integers(70, 96)))
+            file = f"{cls}/removed_{i:03d}.jpg"
+            (tmp / file).write_bytes(data)
+            rows[file] = _broken_row(file, cls, data, "placeholder") | {"width": card.width, "height": card.height}
+
+
+def _broken_row(file: str, cls: str, data: bytes, kind: str) -> dict:
+    return {
+        "file": file,
+        "class": cls,
+        "group": "",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "evidence_box": "",
+        "near_duplicate_of": "",
+        "watermark": 0,
+        "kind": kind,
+        "true_class": "",
+        "style": "",
+        "motif": "",
+        "width": 0,
+        "height": 0,
+    }

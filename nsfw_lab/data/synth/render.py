@@ -41,10 +41,30 @@ class Difficulty:
 
     motif_scale: tuple[float, float] = (0.28, 0.42)  # motif diameter / short side
     motif_contrast: float = 1.0  # 1 = motif colours as drawn; 0 = blended into the background
-    occlusion: tuple[float, float] = (0.25, 0.65)  # share of the motif hidden when "partly covered"
+    occlusion: tuple[float, float] = (0.2, 0.55)  # share of the motif hidden when "partly covered"
     decoy_rate: float = 0.5  # chance that an image carries motif-like decoys (rings, ring+dot of other hues)
-    decoy_hue_gap: float = 0.12  # how far (in hue) decoys stay from the motif's hue; smaller = harder
-    cover_rate: float = 0.15  # chance of a covering panel elsewhere in the scene (any class)
+    decoy_hue_gap: float = 0.2  # how far (in hue) decoys stay from the motif's hue; smaller = harder
+    cover_rate: float = 0.08  # chance of a covering panel elsewhere in the scene (any class)
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons why these settings are invalid (empty when valid)."""
+        out = []
+        for name, (lo, hi), (vmin, vmax) in (
+            ("motif-scale", self.motif_scale, (0.02, 0.9)),
+            ("occlusion", self.occlusion, (0.0, 0.95)),
+        ):
+            if not vmin <= lo <= hi <= vmax:
+                out.append(f"--{name} needs {vmin} <= MIN <= MAX <= {vmax} (got {lo} {hi})")
+        for name, v in (
+            ("motif-contrast", self.motif_contrast),
+            ("decoy-rate", self.decoy_rate),
+            ("cover-rate", self.cover_rate),
+        ):
+            if not 0.0 <= v <= 1.0:
+                out.append(f"--{name} must be in [0, 1] (got {v})")
+        if not 0.0 <= self.decoy_hue_gap <= 0.4:
+            out.append(f"decoy_hue_gap must be in [0, 0.4] (got {self.decoy_hue_gap})")
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,22 +92,41 @@ def make_scene(rng: np.random.Generator, style: str, size: int, diff: Difficulty
     width, height = (size * aw // ah, size) if aw >= ah else (size, size * ah // aw)
     bh = float(rng.uniform(0.0, 1.0))
     if style == "photo":
-        bg = (hsv(bh, rng.uniform(0.1, 0.45), rng.uniform(0.35, 0.7)),
-              hsv(bh + rng.uniform(-0.12, 0.12), rng.uniform(0.1, 0.5), rng.uniform(0.55, 0.9)))
+        bg = (
+            hsv(bh, rng.uniform(0.1, 0.45), rng.uniform(0.35, 0.7)),
+            hsv(bh + rng.uniform(-0.12, 0.12), rng.uniform(0.1, 0.5), rng.uniform(0.55, 0.9)),
+        )
     else:
-        bg = (hsv(bh, rng.uniform(0.2, 0.6), rng.uniform(0.75, 0.98)),
-              hsv(bh + 0.5, rng.uniform(0.2, 0.6), rng.uniform(0.6, 0.9)))
+        bg = (
+            hsv(bh, rng.uniform(0.2, 0.6), rng.uniform(0.75, 0.98)),
+            hsv(bh + 0.5, rng.uniform(0.2, 0.6), rng.uniform(0.6, 0.9)),
+        )
     palette = tuple(hsv(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.4, 0.95)) for _ in range(5))
     mh = rng.uniform(*MOTIF_HUES)
     ring = _mix(hsv(mh, rng.uniform(0.45, 0.75), rng.uniform(0.75, 0.95)), bg[0], 1 - diff.motif_contrast)
-    dot = _mix(hsv(mh + rng.uniform(-0.03, 0.03), rng.uniform(0.7, 0.95), rng.uniform(0.35, 0.55)), bg[0],
-               1 - diff.motif_contrast)
+    dot = _mix(
+        hsv(mh + rng.uniform(-0.03, 0.03), rng.uniform(0.7, 0.95), rng.uniform(0.35, 0.55)),
+        bg[0],
+        1 - diff.motif_contrast,
+    )
     fh = rng.uniform(0, 1)
     fabric = (hsv(fh, rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.8)), hsv(fh, rng.uniform(0.3, 0.7), 0.9))
     radius = size * rng.uniform(*diff.motif_scale) / 2
-    return Scene(style, width, height, int(rng.integers(2**31)), bg, palette, ring, dot, fabric, radius,
-                 float(rng.uniform(0.55, 0.7)), float(rng.uniform(0, 2 * math.pi)),
-                 int(rng.integers(8, 14)))
+    return Scene(
+        style,
+        width,
+        height,
+        int(rng.integers(2**31)),
+        bg,
+        palette,
+        ring,
+        dot,
+        fabric,
+        radius,
+        float(rng.uniform(0.55, 0.7)),
+        float(rng.uniform(0, 2 * math.pi)),
+        int(rng.integers(8, 14)),
+    )
 
 
 def _value_noise(rng: np.random.Generator, w: int, h: int, grids: tuple[int, ...]) -> np.ndarray:
@@ -117,7 +156,7 @@ def background(scene: Scene, rng: np.random.Generator) -> Image.Image:
         horizon = int(big_h * srng.uniform(0.45, 0.8))
         arr[horizon:] = c1
     x0, y0 = int(rng.integers(0, pad_w + 1)), int(rng.integers(0, pad_h + 1))
-    crop = arr[y0:y0 + scene.height, x0:x0 + scene.width]
+    crop = arr[y0 : y0 + scene.height, x0 : x0 + scene.width]
     return Image.fromarray(np.clip(np.rint(crop), 0, 255).astype(np.uint8), "RGB")
 
 
@@ -127,14 +166,29 @@ def _outline(scene: Scene) -> tuple[Color | None, int]:
     return None, 0
 
 
-def _ellipse(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, fill: Color | tuple[int, ...],
-             outline: Color | None = None, width: int = 0) -> None:
+def _ellipse(
+    draw: ImageDraw.ImageDraw,
+    cx: float,
+    cy: float,
+    r: float,
+    fill: Color | tuple[int, ...],
+    outline: Color | None = None,
+    width: int = 0,
+) -> None:
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline=outline, width=width)
 
 
-def draw_target(layer: Image.Image, scene: Scene, cx: float, cy: float, r: float,
-                ring: Color, dot: Color | None, dot_offset: tuple[float, float] = (0.0, 0.0),
-                ring_visible: bool = True) -> None:
+def draw_target(
+    layer: Image.Image,
+    scene: Scene,
+    cx: float,
+    cy: float,
+    r: float,
+    ring: Color,
+    dot: Color | None,
+    dot_offset: tuple[float, float] = (0.0, 0.0),
+    ring_visible: bool = True,
+) -> None:
     """Draw a ring (transparent centre) and/or a dot on an RGBA ``layer``: the motif or a decoy."""
     d = ImageDraw.Draw(layer)
     outline, width = _outline(scene)
@@ -152,9 +206,12 @@ def _panel_polygon(cx: float, cy: float, r: float, angle: float, dist: float) ->
     tx, ty = -ny, nx
     half, depth = 1.25 * r, 2.3 * r
     ax, ay = cx + nx * dist, cy + ny * dist
-    return [(ax + tx * half, ay + ty * half), (ax - tx * half, ay - ty * half),
-            (ax - tx * half + nx * depth, ay - ty * half + ny * depth),
-            (ax + tx * half + nx * depth, ay + ty * half + ny * depth)]
+    return [
+        (ax + tx * half, ay + ty * half),
+        (ax - tx * half, ay - ty * half),
+        (ax - tx * half + nx * depth, ay - ty * half + ny * depth),
+        (ax + tx * half + nx * depth, ay + ty * half + ny * depth),
+    ]
 
 
 def chord_distance(share: float) -> float:
@@ -169,8 +226,7 @@ def chord_distance(share: float) -> float:
     return (lo + hi) / 2
 
 
-def draw_panel(img: Image.Image, scene: Scene, cx: float, cy: float, r: float, angle: float,
-               share: float) -> None:
+def draw_panel(img: Image.Image, scene: Scene, cx: float, cy: float, r: float, angle: float, share: float) -> None:
     """A striped "fabric" panel covering ``share`` of the disc of radius ``r`` at (cx, cy)."""
     poly = _panel_polygon(cx, cy, r, angle, chord_distance(share) * r)
     d = ImageDraw.Draw(img)
@@ -184,8 +240,11 @@ def draw_panel(img: Image.Image, scene: Scene, cx: float, cy: float, r: float, a
     nx, ny = math.cos(angle), math.sin(angle)
     for k in range(-6, 7):
         px, py = cx + nx * k * step, cy + ny * k * step
-        sd.line([(px - ny * 3 * r, py + nx * 3 * r), (px + ny * 3 * r, py - nx * 3 * r)],
-                fill=scene.fabric[0], width=max(1, step // 2))
+        sd.line(
+            [(px - ny * 3 * r, py + nx * 3 * r), (px + ny * 3 * r, py - nx * 3 * r)],
+            fill=scene.fabric[0],
+            width=max(1, step // 2),
+        )
     if width:
         d.polygon(poly, outline=outline, width=width)
     img.paste(stripes, (0, 0), mask.point(lambda v: v // 2))
@@ -206,9 +265,13 @@ def _random_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, scene: Sc
     else:
         n = 3 if kind == 3 else 10
         a0 = rng.uniform(0, 2 * math.pi)
-        pts = [(cx + r * (1 if (i % 2 == 0 or n == 3) else 0.45) * math.cos(a0 + 2 * math.pi * i / n),
-                cy + r * (1 if (i % 2 == 0 or n == 3) else 0.45) * math.sin(a0 + 2 * math.pi * i / n))
-               for i in range(n)]
+        pts = [
+            (
+                cx + r * (1 if (i % 2 == 0 or n == 3) else 0.45) * math.cos(a0 + 2 * math.pi * i / n),
+                cy + r * (1 if (i % 2 == 0 or n == 3) else 0.45) * math.sin(a0 + 2 * math.pi * i / n),
+            )
+            for i in range(n)
+        ]
         draw.polygon(pts, fill=color, outline=outline, width=width)
 
 
@@ -221,11 +284,13 @@ def _decoy(layer: Image.Image, rng: np.random.Generator, scene: Scene, diff: Dif
     r = scene.motif_radius * rng.uniform(0.7, 1.2)
     cx, cy = _place(rng, scene, r)
     gap = diff.decoy_hue_gap + rng.uniform(0, 0.5 - diff.decoy_hue_gap)
-    other = hsv(MOTIF_HUES[0] - gap if rng.random() < 0.5 else MOTIF_HUES[1] % 1 + gap,
-                rng.uniform(0.5, 0.9), rng.uniform(0.35, 0.6))
+    other = hsv(
+        MOTIF_HUES[0] - gap if rng.random() < 0.5 else MOTIF_HUES[1] % 1 + gap,
+        rng.uniform(0.5, 0.9),
+        rng.uniform(0.35, 0.6),
+    )
     g = diff.decoy_hue_gap
-    ring_col = hsv(MOTIF_HUES[1] % 1 + g + rng.uniform(0, 0.88 - 2 * g), rng.uniform(0.4, 0.8),
-                   rng.uniform(0.6, 0.95))
+    ring_col = hsv(MOTIF_HUES[1] % 1 + g + rng.uniform(0, 0.88 - 2 * g), rng.uniform(0.4, 0.8), rng.uniform(0.6, 0.95))
     kind = int(rng.integers(3))
     if kind == 0:  # ring with a dot of another hue
         draw_target(layer, scene, cx, cy, r, ring_col, other)
@@ -239,7 +304,7 @@ def _photo_finish(img: Image.Image, scene: Scene, rng: np.random.Generator) -> I
     w, h = img.size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     u = (xx / w - 0.5) * math.cos(scene.light_angle) + (yy / h - 0.5) * math.sin(scene.light_angle)
-    vig = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2)
+    vig = (xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2
     shade = (0.85 + 0.45 * u - 0.5 * vig) * (0.88 + 0.24 * _value_noise(rng, w, h, (4, 9)))
     arr = np.asarray(img, np.float64) * shade[..., None]
     img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
@@ -268,8 +333,9 @@ def draw_watermark(img: Image.Image) -> Box:
     return (x0, y0, x1, y1)
 
 
-def render(scene: Scene, motif: str, rng: np.random.Generator, diff: Difficulty,
-           watermark: bool = False) -> tuple[Image.Image, Box | None]:
+def render(
+    scene: Scene, motif: str, rng: np.random.Generator, diff: Difficulty, watermark: bool = False
+) -> tuple[Image.Image, Box | None]:
     """Render one image of ``scene``. ``motif`` is "absent", "partial" or "visible".
 
     Returns the RGB image and the motif's bounding box (the evidence), or None when absent.
@@ -291,8 +357,12 @@ def render(scene: Scene, motif: str, rng: np.random.Generator, diff: Difficulty,
         r = scene.motif_radius * rng.uniform(0.85, 1.15)
         cx, cy = _place(rng, scene, r)
         draw_target(layer, scene, cx, cy, r, scene.ring, scene.dot)
-        box = (max(0, math.floor(cx - r)), max(0, math.floor(cy - r)),
-               min(scene.width, math.ceil(cx + r)), min(scene.height, math.ceil(cy + r)))
+        box = (
+            max(0, math.floor(cx - r)),
+            max(0, math.floor(cy - r)),
+            min(scene.width, math.ceil(cx + r)),
+            min(scene.height, math.ceil(cy + r)),
+        )
     img = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
     if motif == "partial":
         share = float(rng.uniform(*diff.occlusion))
