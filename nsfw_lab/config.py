@@ -107,11 +107,13 @@ DEFAULT_PROFILE = "cpu"
 
 
 def get_profile(name: str) -> Profile:
-    """Return the profile called ``name`` or raise ``ValueError`` naming the valid ones."""
+    """Return the profile called ``name`` or raise a one-line error naming the valid ones."""
+    from nsfw_lab.errors import NsfwLabError
+
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+        raise NsfwLabError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
 def proxy_raw_dir(profile: Profile | str) -> Path:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nsfw_lab import config
+from nsfw_lab.errors import NsfwLabError
 
 BIN = Path(sys.executable).parent / "nsfw-lab"
 
@@ -70,6 +73,8 @@ def test_profiles_are_consistent() -> None:
     for p in config.PROFILES.values():
         assert p.short_side >= p.image_size and p.proxy_px >= p.short_side
     assert config.get_profile("smoke").max_steps is not None
+    with pytest.raises(NsfwLabError, match="smoke, cpu, gpu"):
+        config.get_profile("laptop")
 
 
 def test_top_level_api_is_importable() -> None:
