@@ -6,39 +6,26 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from nsfw_lab import __version__, config
 from nsfw_lab.errors import NsfwLabError
+
+T = TypeVar("T")
+
+
+def _from_args(cls: type[T], a: argparse.Namespace, **extra: Any) -> T:
+    """Build a config dataclass from the parsed options named like its fields (lists become tuples)."""
+    values = {f.name: getattr(a, f.name) for f in fields(cls) if hasattr(a, f.name)}  # type: ignore[arg-type]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, **extra)
 
 
 def _synth(a: argparse.Namespace) -> None:
     from nsfw_lab.data.synth import Difficulty, SynthConfig, generate
 
-    diff = Difficulty(
-        motif_scale=tuple(a.motif_scale),
-        motif_contrast=a.motif_contrast,
-        occlusion=tuple(a.occlusion),
-        decoy_rate=a.decoy_rate,
-        cover_rate=a.cover_rate,
-    )
-    cfg = SynthConfig(
-        per_class=a.per_class,
-        size=a.size,
-        seed=a.seed,
-        shortcut=a.shortcut,
-        shortcut_class=a.shortcut_class,
-        shortcut_rate=a.shortcut_rate,
-        shortcut_leak=a.shortcut_leak,
-        gallery_size=tuple(a.gallery_size),
-        near_dup_rate=a.near_dup_rate,
-        exact_dup_rate=a.exact_dup_rate,
-        conflict_rate=a.conflict_rate,
-        corrupt_rate=a.corrupt_rate,
-        placeholder_rate=a.placeholder_rate,
-        label_noise=a.label_noise,
-        difficulty=diff,
-    )
+    cfg = _from_args(SynthConfig, a, difficulty=_from_args(Difficulty, a))
     manifest = generate(Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {manifest}")
 
@@ -46,17 +33,7 @@ def _synth(a: argparse.Namespace) -> None:
 def _curate(a: argparse.Namespace) -> None:
     from nsfw_lab.data.curate import CurateConfig, curate
 
-    cfg = CurateConfig(
-        val=a.val,
-        test=a.test,
-        seed=a.seed,
-        short_side=a.short_side,
-        phash_threshold=a.phash_threshold,
-        min_side=a.min_side,
-        groups=a.groups,
-        placeholder_copies=a.placeholder_copies,
-    )
-    r = curate(Path(a.src), Path(a.out), cfg, workers=a.workers, overwrite=a.overwrite)
+    r = curate(Path(a.src), Path(a.out), _from_args(CurateConfig, a), workers=a.workers, overwrite=a.overwrite)
     _print_summary(Path(a.out), r)
 
 

@@ -10,23 +10,37 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from nsfw_lab.errors import NsfwLabError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+@contextmanager
+def atomic_open(path: Path, mode: str = "wb", fsync: bool = True, **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; it replaces ``path`` only if the block succeeds.
+
+    ``fsync=False`` skips the flush to disk, for files inside a folder that is itself staged
+    (:func:`staged_dir`), where durability comes from the folder's final rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    with atomic_open(path, "wb", fsync=fsync) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,22 +54,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Atomically write a CSV with ``header``; returns the number of rows written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Atomically write a CSV with ``header``, streaming ``rows``; returns the number of rows written."""
     n = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(header)
-            for row in rows:
-                w.writerow(row)
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        for row in rows:
+            w.writerow(row)
+            n += 1
     return n
 
 
@@ -100,8 +106,6 @@ def staged_dir(out: Path, overwrite: bool = False, owned_marker: str | None = No
     ``out`` is replaced at the very end, but only if it is empty or holds ``owned_marker`` (a file this
     project writes), so a mistyped path never deletes somebody's folder.
     """
-    from nsfw_lab.errors import NsfwLabError
-
     out = Path(out).resolve()
     if out.exists():
         if not overwrite:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image, ImageStat
 
-from nsfw_lab.data.hashing import UnionFind, near_duplicate_nodes, phash_hex, sha256_hex
+from nsfw_lab.data.dedup import NearIndex, exact_duplicates, label_conflicts, placeholder_nodes, split_units
+from nsfw_lab.data.hashing import near_duplicate_nodes, phash_hex, sha256_hex
 from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_image_bytes
+from nsfw_lab.data.leakage import leakage_check
 from nsfw_lab.data.split import SPLITS, group_stratified_split, max_proportion_gap, split_table
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_csv, staged_dir, write_csv
@@ -185,7 +187,7 @@ def _inspect(args: tuple[Path, str, str, Path, CurateConfig]) -> _Rec:
     cached = cache_image(img, cfg.short_side, cfg.jpeg_quality)
     target = staging / f"{rec.sha256}.jpg"
     if not target.exists():
-        atomic_write_bytes(target, cached)
+        atomic_write_bytes(target, cached, fsync=False)  # inside the staged OUT: its rename commits it
     with Image.open(io.BytesIO(cached)) as back:  # hash what training will read
         back.load()
         rec.cache_w, rec.cache_h = back.size
@@ -287,22 +289,19 @@ def _finish(
     workers: int | None,
     progress: bool,
 ) -> dict:
-    # 0. placeholders: a card repeated many times (within PLACEHOLDER_RADIUS bits, re-encodings included)
-    #    is a host's "image removed" image, not data
+    # One near-duplicate search over every usable file serves the placeholder, conflict and group steps.
     ok = [r for r in recs if r.ok]
-    node_of, node_pairs = near_duplicate_nodes([r.phash for r in ok], PLACEHOLDER_RADIUS)
-    size = Counter(node_of)
-    reach = dict(size)  # items within the radius of each node, itself included
-    for u, v, _ in node_pairs:
-        reach[u] += size[v]
-        reach[v] += size[u]
-    flagged = {u for u, n in reach.items() if n >= cfg.placeholder_copies}
-    flagged |= {w for u, v, _ in node_pairs if u in flagged or v in flagged for w in (u, v)}
-    for r, u in zip(ok, node_of, strict=True):
-        if u in flagged:
+    nodes, node_pairs = near_duplicate_nodes([r.phash for r in ok], max(cfg.phash_threshold, PLACEHOLDER_RADIUS))
+    index = NearIndex(nodes, node_pairs)
+    node_of = {id(r): u for r, u in zip(ok, nodes, strict=True)}
+    # 0. placeholders: a card repeated many times (re-encodings included) is a host's "image removed" image
+    flagged = placeholder_nodes(index, PLACEHOLDER_RADIUS, cfg.placeholder_copies)
+    for r in ok:
+        n = flagged.get(node_of[id(r)])
+        if n is not None:
             r.ok, r.reason = False, "placeholder"
             r.detail = (
-                f"{reach[u]} files within {PLACEHOLDER_RADIUS} bits of pHash {r.phash} "
+                f"{n} files within {PLACEHOLDER_RADIUS} bits of pHash {r.phash} "
                 f"(>= {cfg.placeholder_copies}): a repeated placeholder image"
             )
     bad = [r for r in recs if not r.ok]
@@ -312,78 +311,41 @@ def _finish(
         ((r.rel, r.cls, r.reason, r.detail) for r in bad),
     )
     # 1. byte-identical copies within a class: keep the first path
-    first: dict[tuple[str, str], str] = {}
-    dups: list[tuple[str, str, str, str]] = []
-    cand: list[_Rec] = []
-    for r in (r for r in recs if r.ok):
-        key = (r.sha256, r.cls)
-        if key in first:
-            dups.append((r.rel, r.cls, first[key], r.sha256))
-        else:
-            first[key] = r.rel
-            cand.append(r)
+    usable = [r for r in recs if r.ok]
+    first_idx, dups = exact_duplicates([r.cls for r in usable], [r.rel for r in usable], [r.sha256 for r in usable])
     write_csv(tmp / "duplicates.csv", ("source_path", "class", "duplicate_of", "sha256"), dups)
-    # 2. near-duplicates (pHash) over the whole set; a match across classes is a label conflict.
-    #    Work on nodes (items with identical pHash) so repeated placeholders cost nothing quadratic.
-    node_of, node_pairs = near_duplicate_nodes([r.phash for r in cand], cfg.phash_threshold)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, u in enumerate(node_of):
-        members[u].append(i)
-    example: dict[int, dict[str, str]] = defaultdict(dict)  # node -> class -> a matching path
-    for u, ms in members.items():
-        for i in ms:
-            example[u].setdefault(cand[i].cls, cand[i].rel)
-    near: dict[int, dict[str, str]] = {u: dict(ex) for u, ex in example.items()}  # classes within reach
-    for u, v, _ in node_pairs:
-        for a, b in ((u, v), (v, u)):
-            for c, rel in example[b].items():
-                near[a].setdefault(c, rel)
-    conflicted = {i for i, u in enumerate(node_of) if len(near[u]) > 1}  # all or none of a node's members
-    conflict_rows = []
-    for i in sorted(conflicted):
-        others = {c: rel for c, rel in near[node_of[i]].items() if c != cand[i].cls}
-        first_other = others[min(others)]
-        conflict_rows.append(
-            (cand[i].rel, cand[i].cls, " ".join(sorted(others)), first_other, cand[i].sha256, cand[i].phash)
-        )
+    cand = [usable[i] for i in first_idx]
+    # 2. near-duplicates over the whole set; a match across classes is a label conflict (dropped)
+    cand_nodes = [node_of[id(r)] for r in cand]
+    present = set(cand_nodes)
+    near_pairs = [p for p in index.within(cfg.phash_threshold) if p[0] in present and p[1] in present]
+    conflicts = label_conflicts(cand_nodes, near_pairs, [r.cls for r in cand], [r.rel for r in cand])
     write_csv(
-        tmp / "label_conflicts.csv", ("source_path", "class", "also_in", "matches", "sha256", "phash"), conflict_rows
+        tmp / "label_conflicts.csv",
+        ("source_path", "class", "also_in", "matches", "sha256", "phash"),
+        (
+            (cand[i].rel, cand[i].cls, " ".join(sorted(o)), o[min(o)], cand[i].sha256, cand[i].phash)
+            for i, o in sorted(conflicts.items())
+        ),
     )
-    keep_idx = [i for i in range(len(cand)) if i not in conflicted]
-    pos = {i: k for k, i in enumerate(keep_idx)}
-    kept = [cand[i] for i in keep_idx]
-    # 3. groups: near-duplicate clusters merged with known galleries
-    dup_uf = UnionFind(len(kept))
-    kept_nodes = {u: [pos[i] for i in ms] for u, ms in members.items() if len(near[u]) == 1}
-    n_pairs = 0
-    for ks in kept_nodes.values():
-        n_pairs += len(ks) * (len(ks) - 1) // 2
-        for k in ks[1:]:
-            dup_uf.union(ks[0], k)
-    for u, v, _ in node_pairs:
-        if u in kept_nodes and v in kept_nodes:
-            n_pairs += len(kept_nodes[u]) * len(kept_nodes[v])
-            dup_uf.union(kept_nodes[u][0], kept_nodes[v][0])
-    dup_cluster = dup_uf.labels()
-    uf = UnionFind(len(kept))
-    for k, c in enumerate(dup_cluster):
-        uf.union(k, c)
-    known = [by_sha.get(r.sha256) or by_rel.get(r.rel) or "" for r in kept]
-    first_of_group: dict[str, int] = {}
-    for k, g in enumerate(known):
-        if g:
-            uf.union(k, first_of_group.setdefault(g, k))
-    units = uf.labels()
-    cluster_sizes = Counter(dup_cluster)
-    unit_name = {u: f"u{n:06d}" for n, u in enumerate(sorted(set(units)))}
-    labels = [r.cls for r in kept]
+    kept = [r for i, r in enumerate(cand) if i not in conflicts]
     if not kept:
         raise NsfwLabError(f"{src}: no usable image left after curation (see the quarantine reasons)")
-    if (by_sha or by_rel) and not first_of_group and cfg.groups:
+    # 3. split units: near-duplicate clusters merged with known galleries
+    kept_nodes = [node_of[id(r)] for r in kept]
+    present = set(kept_nodes)
+    known = [by_sha.get(r.sha256) or by_rel.get(r.rel) or "" for r in kept]
+    units = split_units(kept_nodes, [p for p in near_pairs if p[0] in present and p[1] in present], known)
+    if (by_sha or by_rel) and not units.known_groups and cfg.groups:
         raise NsfwLabError(f"{cfg.groups}: no group id matched any file (check its sha256/file columns)")
-    empty = [c for c in classes if c not in set(labels)]
-    classes = [c for c in classes if c in set(labels)]
-    splits = group_stratified_split(labels, units, cfg.val, cfg.test, cfg.seed)
+    dup_cluster = units.dup_cluster
+    cluster_sizes = Counter(dup_cluster)
+    unit_name = {u: f"u{n:06d}" for n, u in enumerate(sorted(set(units.unit)))}
+    labels = [r.cls for r in kept]
+    present_classes = set(labels)
+    empty = [c for c in classes if c not in present_classes]
+    classes = [c for c in classes if c in present_classes]
+    splits = group_stratified_split(labels, units.unit, cfg.val, cfg.test, cfg.seed)
     # 4. move the staged cache into place and write the manifest
     for s in SPLITS:
         for c in classes:
@@ -397,7 +359,7 @@ def _finish(
             (
                 splits[k],
                 r.cls,
-                unit_name[units[k]],
+                unit_name[units.unit[k]],
                 known[k],
                 f"d{cl:06d}" if cluster_sizes[cl] > 1 else "",
                 r.sha256,
@@ -440,66 +402,13 @@ def _finish(
         "quarantined": len(bad),
         "quarantined_by_reason": dict(sorted(reasons.items())),
         "exact_duplicates_removed": len(dups),
-        "near_duplicate_pairs": n_pairs,
+        "near_duplicate_pairs": units.near_pairs,
         "near_duplicate_clusters": sum(1 for n in cluster_sizes.values() if n > 1),
-        "label_conflicts_dropped": len(conflicted),
+        "label_conflicts_dropped": len(conflicts),
         "kept": len(kept),
         "groups": len(unit_name),
-        "known_groups": len(first_of_group),
+        "known_groups": units.known_groups,
         "counts": table,
         "max_class_proportion_gap": round(gap, 4),
         "leakage_check": leakage,
     }
-
-
-def _phash_file(path: Path) -> str:
-    with Image.open(path) as im:
-        im.load()
-        return phash_hex(im)
-
-
-def leakage_check(
-    out: Path, rows: list[tuple], threshold: int, workers: int | None = None, progress: bool = True
-) -> dict:
-    """Recompute pHashes from the cached files and count neighbours that sit in different splits.
-
-    Also counts sha256 values and group ids found in more than one split. All three must be zero.
-    """
-    paths = [out / r[8] for r in rows]
-    hashes = list(
-        imap_ordered(
-            _phash_file, paths, total=len(paths), workers=workers, desc="leakage check", progress=progress, chunksize=32
-        )
-    )
-    node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
-    node_splits: dict[int, Counter] = defaultdict(Counter)
-    for u, r in zip(node_of, rows, strict=True):
-        node_splits[u][r[0]] += 1
-    cross = 0  # item pairs within the threshold whose splits differ
-    for cnt in node_splits.values():
-        n = sum(cnt.values())
-        cross += (n * n - sum(v * v for v in cnt.values())) // 2
-    for u, v, _ in node_pairs:
-        a, b = node_splits[u], node_splits[v]
-        cross += sum(a.values()) * sum(b.values()) - sum(a[s] * b[s] for s in a)
-    sha_splits: dict[str, set[str]] = defaultdict(set)
-    group_splits: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        sha_splits[r[5]].add(r[0])
-        group_splits[r[2]].add(r[0])
-        if r[3]:
-            group_splits["known:" + r[3]].add(r[0])
-    result = {
-        "phash_threshold": threshold,
-        "cross_split_near_duplicates": cross,
-        "cross_split_sha256": sum(1 for v in sha_splits.values() if len(v) > 1),
-        "groups_straddling_splits": sum(1 for v in group_splits.values() if len(v) > 1),
-        "hashes_matching_manifest": sum(1 for h, r in zip(hashes, rows, strict=True) if h == r[6]),
-    }
-    result["passed"] = (
-        result["cross_split_near_duplicates"] == 0
-        and result["cross_split_sha256"] == 0
-        and result["groups_straddling_splits"] == 0
-        and result["hashes_matching_manifest"] == len(rows)
-    )
-    return result

@@ -88,7 +88,8 @@ def make_loader(
     drop_last: bool | None = None,
 ) -> DataLoader:
     """A DataLoader with sensible defaults: shuffled (seeded) for training, worker count from the
-    machine, pinned memory and prefetching on CUDA, persistent workers when there are workers."""
+    machine (override with ``NSFW_LAB_WORKERS``), pinned memory and prefetching on CUDA, persistent
+    workers when there are workers."""
     if workers is None:
         workers = min(8, max(0, default_workers() - 1))
         workers = int(os.environ.get("NSFW_LAB_WORKERS", workers))
