@@ -73,6 +73,32 @@ def _check(a: argparse.Namespace) -> None:
         raise NsfwLabError(f"{bad} of {len(a.files)} files are not usable images")
 
 
+def _evaluate(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate import evaluate_run
+
+    r = evaluate_run(a.run, a.split, a.checkpoint, a.data, a.batch_size, a.device, a.bootstrap, progress=True)
+    lo, hi = r["accuracy_ci95"]
+    flo, fhi = r["macro_f1_ci95"]
+    print(
+        f"{a.split}: n={r['n']} accuracy {r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  "
+        f"macro-F1 {r['macro_f1']:.4f} [{flo:.4f}, {fhi:.4f}]  -> {a.run}/eval_{a.split}.json"
+    )
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from nsfw_lab.fsutil import atomic_open
+    from nsfw_lab.predict import iter_predictions, write_rows
+    from nsfw_lab.runs import load_run
+
+    rows = iter_predictions(load_run(a.run, a.checkpoint, a.device), a.paths, a.batch_size)
+    if a.output:
+        with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
+            n = write_rows(rows, a.format, fh)
+        print(f"wrote {n} rows to {a.output}", file=sys.stderr)
+    else:
+        write_rows(rows, a.format)
+
+
 def _paths(a: argparse.Namespace) -> None:
     info = {
         "project_root": str(config.PROJECT_ROOT),
@@ -168,6 +194,30 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check", help="validate image files with the robust loader")
     k.add_argument("files", nargs="+")
     k.set_defaults(func=_check)
+
+    from nsfw_lab.train.cli import add_parser as add_train
+
+    add_train(sub)
+
+    e = sub.add_parser("evaluate", help="metrics of a run on a split (writes eval_<split>.json, predictions CSV)")
+    e.add_argument("--run", required=True, help="run folder")
+    e.add_argument("--split", default="test", choices=("train", "val", "test"))
+    e.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    e.add_argument("--data", help="another curated folder with the same classes (default: the run's)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    e.set_defaults(func=_evaluate)
+
+    q = sub.add_parser("predict", help="class probabilities for image files and folders")
+    q.add_argument("--run", required=True, help="run folder")
+    q.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    q.add_argument("--format", default="csv", choices=("csv", "jsonl"))
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    q.add_argument("--device", default="auto")
+    q.add_argument("--output", help="write here (atomically) instead of standard output")
+    q.set_defaults(func=_predict)
 
     sub.add_parser("paths", help="print project paths and run profiles").set_defaults(func=_paths)
     return p

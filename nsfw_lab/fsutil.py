@@ -15,6 +15,15 @@ from typing import IO, Any
 from nsfw_lab.errors import NsfwLabError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
+
+
 @contextmanager
 def atomic_open(path: Path, mode: str = "wb", fsync: bool = True, **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; it replaces ``path`` only if the block succeeds.
@@ -26,6 +35,7 @@ def atomic_open(path: Path, mode: str = "wb", fsync: bool = True, **kwargs: Any)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             if fsync:

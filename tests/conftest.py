@@ -34,3 +34,13 @@ def default_curated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(root / "raw", SynthConfig(per_class=200, size=96, seed=0), progress=False)
     curate(root / "raw", root / "curated", CurateConfig(short_side=96), progress=False)
     return root / "curated"
+
+
+@pytest.fixture(scope="session")
+def small_curated(small_proxy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``small_proxy`` curated at 64 px (about 220 train, 30 val, 30 test images)."""
+    from nsfw_lab.data.curate import CurateConfig, curate
+
+    out = tmp_path_factory.mktemp("small") / "curated"
+    curate(small_proxy, out, CurateConfig(short_side=64), progress=False)
+    return out

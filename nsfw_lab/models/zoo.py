@@ -1,0 +1,190 @@
+"""``build_model``: the baseline CNN, ResNet-18/50/101 and InceptionV3 with a new head and their weights.
+
+``weights`` is ``"imagenet"`` (torchvision's weight enums; the file is read from
+``$TORCH_HOME/hub/checkpoints/`` and downloaded there when missing and the network allows),
+``"none"`` (random initialisation) or a path to a local state dict or nsfw-lab checkpoint.
+Every file is loaded with ``torch.load(..., weights_only=True)``.
+
+InceptionV3 pitfall handled here: torchvision forces ``transform_input=True`` only when *it* loads
+the ImageNet weights; we always pass ``transform_input`` explicitly (True with ImageNet-convention
+weights, False from scratch) and record it in the model's spec. The auxiliary classifier is kept
+(``aux_logits=True``, loss = main + 0.4 aux) at 299 px and above; below that its 5x5 conv has no
+input left, so smaller inputs train without it and the spec records ``aux_logits=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.models.baseline import ConvPoolFC
+from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
+
+RESNET_STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+INCEPTION_STAGES = (
+    ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3"),
+    ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
+    ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
+    ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
+)
+_TV: dict[str, tuple[Callable[..., nn.Module], Any, int, int]] = {
+    # name: (builder, ImageNet weights, default input size, minimum input size)
+    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, 224, 32),
+    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, 224, 32),
+    "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V2, 224, 32),
+    "inception_v3": (tvm.inception_v3, tvm.Inception_V3_Weights.IMAGENET1K_V1, 299, 75),
+}
+MODELS: tuple[str, ...] = ("baseline", *_TV)
+INCEPTION_AUX_MIN = 299  # the auxiliary classifier's 5x5 conv needs a 17x17 Mixed_6e map
+HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.")  # replaced for num_classes
+
+
+def checkpoint_dir() -> Path:
+    """Where torchvision looks for downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def imagenet_file(name: str) -> Path:
+    """The cache path of a model's ImageNet weight file (it may not exist)."""
+    return checkpoint_dir() / os.path.basename(urlparse(_TV[name][1].url).path)
+
+
+def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    path = imagenet_file(name)
+    if not path.is_file():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(_TV[name][1].url, str(path), hash_prefix=path.stem.split("-")[-1])
+        except Exception as exc:  # offline, proxy, hash mismatch: one message with the fix
+            raise NsfwLabError(
+                f"ImageNet weights for {name} are not available: expected {path.name} in {path.parent} "
+                f"($TORCH_HOME/hub/checkpoints/), and downloading it failed ({type(exc).__name__}); "
+                f"copy the file there or use --weights none|PATH"
+            ) from None
+    return _torch_load(path)
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NsfwLabError(f"{path}: weight file not found") from None
+    except Exception as exc:
+        raise NsfwLabError(f"{path}: not a loadable weights file ({type(exc).__name__})") from None
+
+
+def _state_from_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A state dict and, for nsfw-lab checkpoints, the saved model spec."""
+    obj = _torch_load(path)
+    meta: dict[str, Any] = {}
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # an nsfw-lab checkpoint
+        meta = obj.get("spec") or {}
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise NsfwLabError(f"{path}: not a state dict (expected names mapped to tensors)")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}  # DataParallel/DDP prefixes
+    return state, meta
+
+
+def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` but leave heads of another size (and a missing Inception aux head) newly initialised."""
+    own = net.state_dict()
+    state = {k: v for k, v in state.items() if not (k.startswith(HEAD_KEYS) and k in own and own[k].shape != v.shape)}
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise NsfwLabError(f"{source}: shape mismatch for {bad[0]} ({len(bad)} tensors); built for another model?")
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith((*HEAD_KEYS, "AuxLogits."))]
+    unexpected = [k for k in result.unexpected_keys if not k.startswith("AuxLogits.")]
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise NsfwLabError(f"{source}: does not match {type(net).__name__}: {what}")
+
+
+def _new_head(net: nn.Module, num_classes: int) -> None:
+    if isinstance(net, (tvm.ResNet, tvm.Inception3)):
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
+    if isinstance(net, tvm.Inception3) and net.AuxLogits is not None:
+        net.AuxLogits.fc = nn.Linear(net.AuxLogits.fc.in_features, num_classes)
+
+
+def build_model(
+    name: str,
+    num_classes: int = 5,
+    weights: str | Path = "none",
+    image_size: int | None = None,
+    widths: tuple[int, ...] = (32, 64, 128, 256),
+    hidden: int = 256,
+) -> NsfwModel:
+    """Build ``name`` (one of :data:`MODELS`) with a ``num_classes`` head and the requested weights.
+
+    ``image_size`` matters only for ``baseline`` (its FC size depends on it) and is otherwise
+    recorded as the model's default input size. ``widths``/``hidden`` configure the baseline.
+    """
+    if name not in MODELS:
+        raise NsfwLabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    w = str(weights)
+    from_file = w not in ("imagenet", "none")
+    state, meta = _state_from_file(Path(w)) if from_file else ({}, {})
+    if name == "baseline":
+        if w == "imagenet":
+            raise NsfwLabError("the baseline CNN has no ImageNet weights; use --weights none|PATH")
+        size = image_size or 64
+        kwargs: dict[str, Any] = {"image_size": size, "widths": list(widths), "hidden": hidden}
+        net: nn.Module = ConvPoolFC(num_classes, size, widths, hidden)
+        spec_args = dict(input_size=size, min_size=2 ** len(widths), target_layer=f"features.{len(widths) - 1}.-2")
+        stages: tuple[tuple[str, ...], ...] = tuple((f"features.{i}",) for i in range(len(widths)))
+        head: tuple[str, ...] = ("classifier",)
+    else:
+        builder, _, default_size, min_size = _TV[name]
+        kwargs = {}
+        if name == "inception_v3":  # explicit, never left to the builder's defaults
+            google = w == "imagenet" or (from_file and meta.get("arch_kwargs", {}).get("transform_input", True))
+            kwargs = {"transform_input": bool(google), "aux_logits": True, "init_weights": w != "imagenet"}
+        net = builder(weights=None, num_classes=1000 if w == "imagenet" else num_classes, **kwargs)
+        if w == "imagenet":
+            _load_into(net, _imagenet_state(name), imagenet_file(name).name)
+            _new_head(net, num_classes)
+        stages = INCEPTION_STAGES if name == "inception_v3" else RESNET_STAGES
+        target = "Mixed_7c" if name == "inception_v3" else "layer4.-1"
+        spec_args = dict(input_size=image_size or default_size, min_size=min_size, target_layer=target)
+        head = ("fc", "AuxLogits.fc") if name == "inception_v3" else ("fc",)
+        kwargs.pop("init_weights", None)
+        if name == "inception_v3" and spec_args["input_size"] < INCEPTION_AUX_MIN:  # aux head needs 299 px
+            net.aux_logits, net.AuxLogits, kwargs["aux_logits"], head = False, None, False, ("fc",)
+    if from_file:
+        _load_into(net, state, w)
+    spec = ModelSpec(
+        name=name, num_classes=num_classes, stages=stages, head=head, weights=w, arch_kwargs=kwargs, **spec_args
+    )
+    if spec.input_size < spec.min_size:
+        raise NsfwLabError(f"image size {spec.input_size} is below {name}'s minimum of {spec.min_size} px")
+    return NsfwModel(net, spec)
+
+
+def model_from_spec(spec: dict[str, Any]) -> NsfwModel:
+    """Rebuild an (untrained) model from a saved spec; load its weights separately."""
+    a = spec.get("arch_kwargs", {})
+    if spec["name"] == "baseline":
+        return build_model("baseline", spec["num_classes"], "none", a["image_size"], tuple(a["widths"]), a["hidden"])
+    model = build_model(spec["name"], spec["num_classes"], "none", spec["input_size"])
+    if spec["name"] == "inception_v3":
+        model.net.transform_input = bool(a.get("transform_input", False))
+    model.spec = ModelSpec(
+        **{
+            **model.spec.to_dict(),
+            "weights": spec["weights"],
+            "arch_kwargs": a,
+            "stages": model.spec.stages,
+            "head": model.spec.head,
+        }
+    )
+    return model

@@ -1,0 +1,95 @@
+"""``nsfw-lab predict``: class probabilities for image files and folders, batched and fault-tolerant.
+
+A file that cannot be read gets a row with its error and empty probabilities; the rest of the batch
+goes on. Animated images use their first frame. Folders are searched recursively for image files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from nsfw_lab.data.imageio import ImageLoadError, load_image
+from nsfw_lab.data.transforms import eval_transform
+from nsfw_lab.runs import LoadedRun, load_run
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})
+
+
+def expand_paths(paths: Iterable[Path | str]) -> Iterator[Path]:
+    """Files as given; folders as their image files (by suffix), recursively, in sorted order."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield p  # missing files become error rows
+
+
+def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
+    batch: list[Path] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def iter_predictions(run: LoadedRun, paths: Iterable[Path | str], batch_size: int = 32) -> Iterator[dict[str, Any]]:
+    """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``error``."""
+    tf = eval_transform(run.image_size, normalize=False)
+    empty = {f"prob_{c}": None for c in run.classes}
+    for batch in _batches(expand_paths(paths), batch_size):
+        rows: list[dict[str, Any]] = []
+        xs, ok = [], []
+        for p in batch:
+            try:
+                xs.append(tf(pil_to_tensor(load_image(p))))
+                ok.append(len(rows))
+                rows.append({"path": str(p), "prediction": None, **empty, "error": None})
+            except ImageLoadError as exc:
+                rows.append({"path": str(p), "prediction": None, **empty, "error": f"{exc.reason}: {exc}"})
+        if xs:
+            probs = run.model(torch.stack(xs).to(run.device)).float().softmax(1).cpu()
+            for j, row in zip(ok, probs, strict=True):
+                rows[j]["prediction"] = run.classes[int(row.argmax())]
+                rows[j].update({f"prob_{c}": round(float(v), 6) for c, v in zip(run.classes, row, strict=True)})
+        yield from rows
+
+
+def predict(
+    run_dir: Path | str,
+    paths: Sequence[Path | str],
+    batch_size: int = 32,
+    device: str = "auto",
+    checkpoint: str = "best",
+) -> list[dict[str, Any]]:
+    """Predictions of a run's model for ``paths`` (files or folders) as a list of rows."""
+    return list(iter_predictions(load_run(run_dir, checkpoint, device), paths, batch_size))
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str] | None = None) -> int:
+    """Stream rows as CSV (header from the first row) or JSON lines to ``out`` (default: standard
+    output); returns the number of rows."""
+    out = out or sys.stdout
+    n, writer = 0, None
+    for row in rows:
+        if fmt == "jsonl":
+            out.write(json.dumps(row) + "\n")
+        else:
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        n += 1
+        out.flush()
+    return n

@@ -1,0 +1,325 @@
+"""The training engine: learning on the proxy, the two-stage recipe, gradient accumulation, exact resume
+after SIGKILL, DDP with two Gloo processes, and one-line errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nsfw_lab.cli import main
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.evaluate import evaluate_run
+from nsfw_lab.train import fit, make_config
+from nsfw_lab.train.config import resolve
+from nsfw_lab.train.loop import Running, Step, train_epoch
+from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
+
+HELPER = Path(__file__).parent / "helpers" / "kill_train.py"
+TINY = [
+    "--model",
+    "baseline",
+    "--image-size",
+    "32",
+    "--cnn-widths",
+    "8",
+    "16",
+    "--cnn-hidden",
+    "32",
+    "--lr",
+    "0.05",
+    "--workers",
+    "0",
+    "--no-progress",
+]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "NSFW_LAB_WORKERS": "0", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def _train(*args: str, helper: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(HELPER)] if helper else [sys.executable, "-m", "nsfw_lab"]
+    return subprocess.run([*cmd, "train", *args], env={**_env(), **(env or {})}, capture_output=True, text=True)
+
+
+def _history(run: Path) -> list[dict]:
+    drop = {"images_per_s"}  # the only field that depends on the clock
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in (run / "metrics.jsonl").open()]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_baseline_learns_the_proxy_well_above_chance(default_curated: Path, tmp_path: Path) -> None:
+    cfg = make_config(
+        data=str(default_curated),
+        out=str(tmp_path / "run"),
+        model="baseline",
+        image_size=48,
+        cnn_widths=(16, 32, 64),
+        cnn_hidden=64,
+        batch_size=32,
+        epochs=5,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=1e-4,
+        workers=0,
+        save_every=0,
+        progress=False,
+    )
+    r = fit(cfg)
+    assert len(r.history) == 5 and r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert r.best["score"] == max(h["val_macro_f1"] for h in r.history)
+    ev = evaluate_run(tmp_path / "run", "test", n_boot=200, progress=False)
+    assert ev["accuracy"] >= 0.45 and ev["accuracy_ci95"][0] > 0.3  # chance is 0.2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["lr"] == 3e-3 and saved["model"]["name"] == "baseline"
+    assert saved["data"]["manifest_sha256"] and saved["classes"] == ev["classes"]
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)  # tensors and plain types only
+    assert set(ck) >= {"model", "optimizer", "scheduler", "scaler", "position", "ranks", "history"}
+
+
+def test_two_stage_recipe_freezes_and_lowers_the_lr(small_curated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "two"
+    p = _train(
+        "--data",
+        str(small_curated),
+        "--out",
+        str(out),
+        *TINY,
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--recipe",
+        "two-stage",
+        "--refine-epochs",
+        "1",
+        "--freeze-stages",
+        "1",
+        "--refine-lr-factor",
+        "0.1",
+        "--schedule",
+        "step",
+    )
+    assert p.returncode == 0, p.stderr
+    h = _history(out)
+    assert [(r["stage_name"], r["epoch"]) for r in h] == [("full", 1), ("full", 2), ("refine", 1)]
+    assert h[2]["lr"] == pytest.approx(0.005) and h[0]["lr"] == pytest.approx(0.05)
+    last = _weights(out / "last.pt")
+    best_stage1 = max(h[:2], key=lambda r: r["val_macro_f1"])
+    # stage 2 started from stage 1's best weights with the first conv block frozen: those never moved
+    ref = _train(
+        "--data",
+        str(small_curated),
+        "--out",
+        str(tmp_path / "one"),
+        *TINY,
+        "--batch-size",
+        "16",
+        "--epochs",
+        str(best_stage1["epoch"]),
+        "--schedule",
+        "step",
+    )
+    assert ref.returncode == 0, ref.stderr
+    stage1 = _weights(tmp_path / "one" / "last.pt")
+    assert torch.equal(last["features.0.0.weight"], stage1["features.0.0.weight"])
+    assert not torch.equal(last["features.1.0.weight"], stage1["features.1.0.weight"])
+
+
+def _resume_args(data: Path) -> list[str]:
+    return [
+        *TINY,
+        "--data",
+        str(data),
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+        "--recipe",
+        "two-stage",
+        "--refine-epochs",
+        "1",
+        "--freeze-stages",
+        "1",
+        "--save-every",
+        "1",
+        "--warmup-epochs",
+        "0.5",
+    ]
+
+
+@pytest.fixture(scope="module")
+def resume_reference(small_curated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run the resumed ones must reproduce bit for bit."""
+    ref = tmp_path_factory.mktemp("resume") / "ref"
+    p = _train("--out", str(ref), *_resume_args(small_curated))
+    assert p.returncode == 0, p.stderr
+    return ref
+
+
+@pytest.mark.parametrize(
+    ("kills", "mode"),
+    [((5,), "before-save"), ((9, 24), "before-rename"), ((14,), "before-save")],
+    ids=["mid-epoch", "both-stages-mid-write", "at-epoch-end"],
+)
+def test_sigkill_and_resume_is_bit_identical(
+    small_curated: Path, resume_reference: Path, tmp_path: Path, kills: tuple, mode: str
+) -> None:
+    args = _resume_args(small_curated)
+    ref, run = resume_reference, tmp_path / "run"
+    stages_killed = []
+    for i, k in enumerate(kills):
+        extra = ["--resume"] if i else []
+        p = _train("--out", str(run), *args, *extra, helper=True, env={"KILL_AT": str(k), "KILL_MODE": mode})
+        assert p.returncode == -9, p.stderr  # really killed
+        stages_killed.append(torch.load(run / "last.pt", weights_only=True)["position"]["stage"])
+    assert stages_killed == list(range(len(kills)))  # the second kill lands in the refine stage
+    done = _train("--out", str(run), "--resume")  # the rest of the options come from config.json
+    assert done.returncode == 0, done.stderr
+    a, b = _weights(ref / "last.pt"), _weights(run / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = _weights(ref / "best.pt"), _weights(run / "best.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(ref) == _history(run)
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_ddp_two_gloo_processes_cover_the_same_samples(small_curated: Path, tmp_path: Path) -> None:
+    args = [*TINY, "--data", str(small_curated), "--epochs", "2"]
+    single = _train("--out", str(tmp_path / "single"), "--batch-size", "16", *args)
+    assert single.returncode == 0, single.stderr
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "nsfw_lab",
+        "train",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--batch-size",
+        "8",
+        *args,
+    ]
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert cfg["resolved"]["world_size"] == 2 and cfg["resolved"]["effective_batch"] == 16
+    s, d = _history(tmp_path / "single"), _history(tmp_path / "ddp")
+    keys = ("step", "train_images", "train_unique_images", "train_coverage_sha", "val_images")
+    assert [{k: r[k] for k in keys} for r in s] == [{k: r[k] for k in keys} for r in d]
+    n_train = sum(1 for line in (small_curated / "manifest.csv").open() if line.startswith("train,"))
+    assert s[0]["train_unique_images"] == s[0]["train_images"] == n_train // 16 * 16  # each image once
+    assert p.stdout.count("best macro_f1") == 1  # only rank 0 reports
+
+
+def test_sampler_splits_global_batches_between_ranks() -> None:
+    one = ResumableBatchSampler(50, 8, seed=3)
+    two = [ResumableBatchSampler(50, 4, seed=3, rank=r, world_size=2) for r in range(2)]
+    for s in (one, *two):
+        s.set_epoch(1)
+    for b1, r0, r1 in zip(one, two[0], two[1], strict=True):
+        assert b1 == r0 + r1  # same images, same augmentation seeds, at every step
+    resumed = ResumableBatchSampler(50, 8, seed=3)
+    resumed.set_epoch(1, start_batch=4)
+    assert list(resumed) == list(one)[4:]
+    other = ResumableBatchSampler(50, 8, seed=3)
+    other.set_epoch(2)
+    assert list(other) != list(one)
+
+
+def test_gradient_accumulation_matches_the_big_batch() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3, 4, 4), torch.randint(0, 5, (64,))
+    ds = SeededDataset(TensorDataset(x, y), lambda t: t)
+
+    def run(batch: int, accum: int) -> torch.Tensor:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(48, 5))
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+        s = Step(
+            opt,
+            sched,
+            torch.amp.GradScaler("cpu", enabled=False),
+            nn.CrossEntropyLoss(),
+            torch.device("cpu"),
+            accum,
+            None,
+            False,
+        )
+        loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(64, batch, seed=0))
+        steps, _ = train_epoch(model, loader, s, Running.zeros(64, torch.device("cpu")), 0, lambda k: False, "", False)
+        assert steps == 64 // (batch * accum)
+        return model[1].weight.detach()
+
+    assert torch.allclose(run(16, 1), run(8, 2), atol=1e-6)
+    assert torch.allclose(run(16, 1), run(4, 4), atol=1e-6)
+
+
+def test_effective_batch_and_linear_lr_scaling() -> None:
+    c = make_config(data="d", out="o", batch_size=32, effective_batch=512, lr=0.1, lr_scale="linear")
+    r = resolve(c, world_size=2, cuda=False)
+    assert r["accum"] == 8 and r["effective_batch"] == 512 and r["lr"] == pytest.approx(0.2)
+    assert r["amp"] == "off" and r["channels_last"] is False
+    g = resolve(make_config(data="d", out="o"), world_size=1, cuda=True)
+    assert g["amp"] == "bf16" and g["channels_last"] is True
+    art = make_config(data="d", out="o", preset="article")
+    assert (art.model, art.recipe, art.effective_batch, art.lr_steps) == ("resnet101", "two-stage", 512, (20, 40, 80))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "vgg"], "invalid choice: 'vgg'"),
+        (["--image-size", "40", "--model", "inception_v3"], "below inception_v3's minimum of 75"),
+        (["--data", "{missing}"], "not a curated dataset"),
+        (["--data", "{raw}"], "not a curated dataset"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--accum", "2", "--effective-batch", "64"], "give --accum or --effective-batch, not both"),
+        (["--batch-size", "5000"], "fewer than one batch"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "-1"], "--"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(
+    small_curated: Path, small_proxy: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list, message: str
+) -> None:
+    base = {"--data": str(small_curated), "--out": str(tmp_path / "r"), "--model": "baseline", "--image-size": "32"}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v.format(missing=tmp_path / "nope", raw=small_proxy)
+    argv = ["train", *[x for kv in base.items() for x in kv], "--workers", "0", "--no-progress", "--epochs"]
+    argv += [base.get("--epochs", "1")]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error") or "error:" in line]) == 1
+
+
+def test_resume_with_a_different_config_is_refused(small_curated: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "r")
+    args = [*TINY, "--data", str(small_curated), "--batch-size", "16", "--epochs", "1", "--max-steps", "2"]
+    assert main(["train", "--out", out, *args]) == 0
+    with pytest.raises(NsfwLabError, match=r"different config \(lr\)"):
+        fit(
+            make_config(
+                **{**json.loads((tmp_path / "r" / "config.json").read_text())["config"], "lr": 0.1, "resume": True}
+            )
+        )
+    assert main(["train", "--out", out, *args]) == 2  # no --resume: refuses to overwrite
+    assert main(["train", "--out", out, "--resume", "--lr", "0.05"]) == 0  # same value: fine
