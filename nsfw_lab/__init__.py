@@ -4,6 +4,7 @@ The common entry points are importable from the top level (loaded on first use, 
 ``import nsfw_lab`` stays fast)::
 
     from nsfw_lab import generate_proxy, curate, load_image, CuratedImageDataset, config
+    from nsfw_lab import build_model, freeze, make_config, fit, evaluate_run, predict, load_run
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ _LAZY = {
     "train_transform": ("nsfw_lab.data.transforms", "train_transform"),
     "eval_transform": ("nsfw_lab.data.transforms", "eval_transform"),
     "prepare": ("nsfw_lab.prepare", "prepare"),
+    "build_model": ("nsfw_lab.models", "build_model"),
+    "freeze": ("nsfw_lab.models", "freeze"),
+    "ConvPoolFC": ("nsfw_lab.models", "ConvPoolFC"),
+    "layer_table": ("nsfw_lab.models", "layer_table"),
+    "count_parameters": ("nsfw_lab.models", "count_parameters"),
+    "TrainConfig": ("nsfw_lab.train", "TrainConfig"),
+    "make_config": ("nsfw_lab.train", "make_config"),
+    "fit": ("nsfw_lab.train", "fit"),
+    "load_run": ("nsfw_lab.runs", "load_run"),
+    "evaluate_run": ("nsfw_lab.evaluate", "evaluate_run"),
+    "classification_metrics": ("nsfw_lab.evaluate", "classification_metrics"),
+    "predict": ("nsfw_lab.predict", "predict"),
     "NsfwLabError": ("nsfw_lab.errors", "NsfwLabError"),
 }
 __all__ = ["__version__", *_LAZY]
