@@ -323,3 +323,60 @@ def test_resume_with_a_different_config_is_refused(small_curated: Path, tmp_path
         )
     assert main(["train", "--out", out, *args]) == 2  # no --resume: refuses to overwrite
     assert main(["train", "--out", out, "--resume", "--lr", "0.05"]) == 0  # same value: fine
+
+
+def test_inception_training_loss_adds_0_4_aux_and_eval_gives_logits() -> None:
+    from nsfw_lab.models import build_model
+    from nsfw_lab.train.loop import forward_loss
+
+    torch.manual_seed(0)
+    m = build_model("inception_v3", 5, "none").train()
+    x, y = torch.rand(2, 3, 299, 299), torch.tensor([1, 3])
+    ce = nn.CrossEntropyLoss()
+    torch.manual_seed(1)
+    loss, logits = forward_loss(m, x, y, ce)
+    torch.manual_seed(1)  # same dropout mask
+    main_out, aux_out = m(x)
+    assert torch.allclose(loss, ce(main_out, y) + 0.4 * ce(aux_out, y)) and torch.equal(logits, main_out)
+    m.eval()
+    with torch.no_grad():
+        loss_eval, logits_eval = forward_loss(m, x, y, ce)
+    assert torch.allclose(loss_eval, ce(logits_eval, y))
+
+
+def test_amp_bf16_accumulation_and_early_stopping_run(small_curated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "amp"
+    cfg = make_config(
+        data=str(small_curated),
+        out=str(out),
+        model="baseline",
+        image_size=32,
+        cnn_widths=(8, 16),
+        cnn_hidden=32,
+        batch_size=8,
+        accum=2,
+        epochs=6,
+        lr=1e-6,
+        patience=1,
+        amp="bf16",
+        channels_last=True,
+        workers=0,
+        save_every=0,
+        progress=False,
+    )
+    r = fit(cfg)
+    saved = json.loads((out / "config.json").read_text())["resolved"]
+    assert saved["amp"] == "bf16" and saved["effective_batch"] == 16 and saved["channels_last"] is True
+    n_train = sum(1 for line in (small_curated / "manifest.csv").open() if line.startswith("train,"))
+    assert r.history[0]["step"] == -(-(n_train // 8) // 2)  # optimiser steps = ceil(micro-batches / accum)
+    # with a learning rate this small the val score cannot keep improving: patience 1 stops the run early
+    assert len(r.history) < 6 and not r.history[-1]["best"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == len(r.history) and summary["best"]["score"] == r.best["score"]
+
+
+def test_top_level_api() -> None:
+    import nsfw_lab
+
+    for name in ("build_model", "freeze", "fit", "make_config", "evaluate_run", "predict", "load_run", "TrainConfig"):
+        assert callable(getattr(nsfw_lab, name))

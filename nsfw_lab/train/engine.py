@@ -152,6 +152,8 @@ class Trainer:
     ) -> None:
         self.c, self.r, self.d, self.device, self.run, self.classes = c, r, d, device, run, classes
         self.model = model.to(device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         if r["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["amp"])
