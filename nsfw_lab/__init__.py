@@ -27,7 +27,7 @@ _LAZY = {
     "class_weights": ("nsfw_lab.data.dataset", "class_weights"),
     "train_transform": ("nsfw_lab.data.transforms", "train_transform"),
     "eval_transform": ("nsfw_lab.data.transforms", "eval_transform"),
-    "prepare": ("nsfw_lab.prepare", "prepare"),
+    "prepare": ("nsfw_lab.data.prepare", "prepare"),
     "build_model": ("nsfw_lab.models", "build_model"),
     "freeze": ("nsfw_lab.models", "freeze"),
     "ConvPoolFC": ("nsfw_lab.models", "ConvPoolFC"),
@@ -39,7 +39,7 @@ _LAZY = {
     "load_run": ("nsfw_lab.runs", "load_run"),
     "evaluate_run": ("nsfw_lab.evaluate", "evaluate_run"),
     "classification_metrics": ("nsfw_lab.evaluate", "classification_metrics"),
-    "predict": ("nsfw_lab.predict", "predict"),
+    "predict": ("nsfw_lab.inference", "predict"),
     "NsfwLabError": ("nsfw_lab.errors", "NsfwLabError"),
 }
 __all__ = ["__version__", *_LAZY]
@@ -50,4 +50,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'nsfw_lab' has no attribute {name!r}")
     module, attr = _LAZY[name]
     mod = importlib.import_module(module)
-    return mod if attr is None else getattr(mod, attr)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value  # cache: later lookups skip this function
+    return value

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from nsfw_lab import __version__, config
 from nsfw_lab.errors import NsfwLabError
@@ -51,7 +51,7 @@ def _print_summary(out: Path, r: dict) -> None:
 
 
 def _prepare(a: argparse.Namespace) -> None:
-    from nsfw_lab.prepare import prepare
+    from nsfw_lab.data.prepare import prepare
 
     out = prepare(a.profile, Path(a.data) if a.data else None, seed=a.seed)
     r = json.loads((out / "curation_report.json").read_text())
@@ -76,27 +76,32 @@ def _check(a: argparse.Namespace) -> None:
 def _evaluate(a: argparse.Namespace) -> None:
     from nsfw_lab.evaluate import evaluate_run
 
-    r = evaluate_run(a.run, a.split, a.checkpoint, a.data, a.batch_size, a.device, a.bootstrap, progress=True)
-    lo, hi = r["accuracy_ci95"]
-    flo, fhi = r["macro_f1_ci95"]
+    r = evaluate_run(a.run, a.split, a.checkpoint, a.data, a.batch_size, a.device, a.bootstrap, a.progress)
+    ci = lambda k: "" if r[k][0] is None else f" [{r[k][0]:.4f}, {r[k][1]:.4f}]"  # noqa: E731
     print(
-        f"{a.split}: n={r['n']} accuracy {r['accuracy']:.4f} [{lo:.4f}, {hi:.4f}]  "
-        f"macro-F1 {r['macro_f1']:.4f} [{flo:.4f}, {fhi:.4f}]  -> {a.run}/eval_{a.split}.json"
+        f"{a.split}: n={r['n']} accuracy {r['accuracy']:.4f}{ci('accuracy_ci95')}  "
+        f"macro-F1 {r['macro_f1']:.4f}{ci('macro_f1_ci95')}  -> {a.run}/eval_{a.split}.json"
     )
 
 
 def _predict(a: argparse.Namespace) -> None:
     from nsfw_lab.fsutil import atomic_open
-    from nsfw_lab.predict import iter_predictions, write_rows
+    from nsfw_lab.inference import iter_predictions, write_rows
     from nsfw_lab.runs import load_run
 
-    rows = iter_predictions(load_run(a.run, a.checkpoint, a.device), a.paths, a.batch_size)
+    if a.batch_size < 1:
+        raise NsfwLabError(f"--batch-size must be >= 1, not {a.batch_size}")
+    rows = iter_predictions(load_run(a.run, a.checkpoint, a.device), a.paths, a.batch_size, a.progress)
     if a.output:
         with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
-            n = write_rows(rows, a.format, fh)
+            n, bad = write_rows(rows, a.format, fh)
         print(f"wrote {n} rows to {a.output}", file=sys.stderr)
     else:
-        write_rows(rows, a.format)
+        n, bad = write_rows(rows, a.format)
+    if bad:
+        print(f"warning: {bad} of {n} inputs could not be read (see the error column)", file=sys.stderr)
+    if n == 0 or bad == n:
+        raise NsfwLabError("no input could be classified")
 
 
 def _paths(a: argparse.Namespace) -> None:
@@ -112,13 +117,20 @@ def _paths(a: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format (sub-parsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs). Defaults come from the config dataclasses."""
     from nsfw_lab.data.curate import CurateConfig
     from nsfw_lab.data.synth import Difficulty, SynthConfig
 
     S, D, C = SynthConfig(), Difficulty(), CurateConfig()
-    p = argparse.ArgumentParser(prog="nsfw-lab", description=__doc__)
+    p = _Parser(prog="nsfw-lab", description=__doc__)
     p.add_argument("--version", action="version", version=f"nsfw-lab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -207,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="auto")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     e.set_defaults(func=_evaluate)
 
     q = sub.add_parser("predict", help="class probabilities for image files and folders")
@@ -217,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--checkpoint", default="best", choices=("best", "last"))
     q.add_argument("--device", default="auto")
     q.add_argument("--output", help="write here (atomically) instead of standard output")
+    q.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     q.set_defaults(func=_predict)
 
     sub.add_parser("paths", help="print project paths and run profiles").set_defaults(func=_paths)
@@ -232,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted (partial output was discarded)", file=sys.stderr)
+        hint = getattr(args, "on_interrupt", "partial output was discarded")
+        print(f"error: interrupted ({hint})", file=sys.stderr)
         return 130
     return 0
 

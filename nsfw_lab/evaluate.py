@@ -33,10 +33,11 @@ from nsfw_lab.runs import LoadedRun, load_run
 
 def bootstrap_ci(
     y: np.ndarray, pred: np.ndarray, metric: Any, n: int = 1000, seed: int = 0, level: float = 0.95
-) -> list[float]:
-    """Percentile bootstrap interval of ``metric(y, pred)`` over ``n`` resamples of the images."""
+) -> list[float | None]:
+    """Percentile bootstrap interval of ``metric(y, pred)`` over ``n`` resamples of the images
+    (``[None, None]`` with no resamples or no images)."""
     if n <= 0 or len(y) == 0:
-        return [float("nan"), float("nan")]
+        return [None, None]  # type: ignore[list-item]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), size=(n, len(y)))
     stats = np.array([metric(y[i], pred[i]) for i in idx])
@@ -136,6 +137,10 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on ``split`` of its curated data (or ``data``) and write the reports."""
+    if batch_size < 1:
+        raise NsfwLabError(f"--batch-size must be >= 1, not {batch_size}")
+    if n_boot < 0:
+        raise NsfwLabError(f"--bootstrap must be >= 0, not {n_boot}")
     run = load_run(run_dir, checkpoint, device)
     root = Path(data) if data else run.data_dir
     ds = CuratedImageDataset(root, split, eval_transform(run.image_size, normalize=False))

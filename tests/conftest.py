@@ -44,3 +44,16 @@ def small_curated(small_proxy: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("small") / "curated"
     curate(small_proxy, out, CurateConfig(short_side=64), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_config():  # type: ignore[no-untyped-def]
+    """Factory of quick training configs: a small baseline CNN at 32 px, no workers, no progress bars."""
+    from nsfw_lab.train import make_config
+
+    def make(data: Path, out: Path, **overrides: object):  # type: ignore[no-untyped-def]
+        base = dict(model="baseline", image_size=32, cnn_widths=(8, 16), cnn_hidden=32, batch_size=16, epochs=1,
+                    lr=0.05, workers=0, save_every=0, progress=False)  # fmt: skip
+        return make_config(data=str(data), out=str(out), **{**base, **overrides})
+
+    return make

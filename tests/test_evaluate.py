@@ -13,8 +13,8 @@ from PIL import Image
 
 from nsfw_lab.cli import main
 from nsfw_lab.evaluate import bootstrap_ci, classification_metrics, evaluate_run
-from nsfw_lab.predict import predict
-from nsfw_lab.train import fit, make_config
+from nsfw_lab.inference import predict
+from nsfw_lab.train import fit
 
 
 def test_metrics_on_a_hand_computed_case() -> None:
@@ -57,24 +57,9 @@ def test_bootstrap_ci_is_seeded_and_narrows_with_more_data() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(small_curated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(small_curated: Path, tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
     out = tmp_path_factory.mktemp("eval") / "run"
-    fit(
-        make_config(
-            data=str(small_curated),
-            out=str(out),
-            model="baseline",
-            image_size=32,
-            cnn_widths=(8, 16),
-            cnn_hidden=32,
-            batch_size=16,
-            epochs=2,
-            lr=0.05,
-            workers=0,
-            save_every=0,
-            progress=False,
-        )
-    )
+    fit(tiny_config(small_curated, out, epochs=2))
     return out
 
 
@@ -131,3 +116,51 @@ def test_predict_cli_streams_jsonl(tiny_run: Path, small_curated: Path, capsys: 
 def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def constant_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """A copy of ``tiny_run`` whose last layer ignores its input: logits = b for every image."""
+    import shutil
+
+    import torch
+
+    out = tmp_path_factory.mktemp("const") / "run"
+    out.mkdir()
+    shutil.copy(tiny_run / "config.json", out / "config.json")
+    ck = torch.load(tiny_run / "best.pt", weights_only=True)
+    b = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])
+    ck["model"]["classifier.4.weight"].zero_()
+    ck["model"]["classifier.4.bias"].copy_(b)
+    torch.save(ck, out / "best.pt")
+    return out, torch.softmax(b, 0).numpy()
+
+
+def test_predict_and_evaluate_on_a_hand_computed_model(constant_run: tuple, small_curated: Path) -> None:
+    run, p = constant_run
+    rows = predict(run, [small_curated / "val"], device="cpu")
+    assert rows and all(r["prediction"] == "sexy" for r in rows)  # argmax of b
+    for r in rows:
+        assert [r[f"prob_{c}"] for c in ("drawings", "hentai", "neutral", "porn", "sexy")] == pytest.approx(p, abs=1e-6)
+    ev = evaluate_run(run, "test", n_boot=50, progress=False)
+    counts = np.array(ev["confusion_matrix"]).sum(1)  # true class counts
+    share = counts[4] / counts.sum()
+    assert ev["accuracy"] == pytest.approx(share)  # every image called "sexy"
+    assert ev["per_class"]["sexy"]["recall"] == 1.0 and ev["per_class"]["sexy"]["precision"] == pytest.approx(share)
+    assert ev["macro_f1"] == pytest.approx(2 * share / (1 + share) / 5)
+    assert ev["balanced_accuracy"] == pytest.approx(1 / 5)
+    for k, c in enumerate(ev["classes"]):  # constant scores: chance ROC-AUC, PR-AUC = prevalence
+        assert ev["roc_auc_ovr"][c] == pytest.approx(0.5)
+        assert ev["pr_auc_ovr"][c] == pytest.approx(counts[k] / counts.sum())
+
+
+def test_predict_cli_reports_unreadable_inputs(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "bad.jpg").write_text("<html>gone</html>")
+    code = main(["predict", "--run", str(tiny_run), str(empty), str(tmp_path / "bad.jpg"), "--no-progress"])
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["error"].split(":")[0] for r in rows] == ["no_images", "not_an_image"]
+    assert code == 2 and "no input could be classified" in err
+    assert main(["predict", "--run", str(tiny_run), str(empty), "--batch-size", "0"]) == 2

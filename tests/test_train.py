@@ -3,6 +3,7 @@ after SIGKILL, DDP with two Gloo processes, and one-line errors for bad argument
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -262,8 +263,10 @@ def test_gradient_accumulation_matches_the_big_batch() -> None:
             False,
         )
         loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(64, batch, seed=0))
-        steps, _ = train_epoch(model, loader, s, Running.zeros(64, torch.device("cpu")), 0, lambda k: False, "", False)
-        assert steps == 64 // (batch * accum)
+        steps, _, images = train_epoch(
+            model, loader, s, Running.zeros(64, torch.device("cpu")), 0, lambda k: False, "", False
+        )
+        assert steps == 64 // (batch * accum) and images == 64
         return model[1].weight.detach()
 
     assert torch.allclose(run(16, 1), run(8, 2), atol=1e-6)
@@ -292,6 +295,13 @@ def test_effective_batch_and_linear_lr_scaling() -> None:
         (["--accum", "2", "--effective-batch", "64"], "give --accum or --effective-batch, not both"),
         (["--batch-size", "5000"], "fewer than one batch"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--lr", "-1"], "--"),
+        (["--amp", "fp16"] if not torch.cuda.is_available() else ["--lr", "-1"], "--"),
+        (["--freeze-stages", "9", "--recipe", "two-stage"], "--freeze-stages 9: baseline has 4 stages"),
+        (["--image-size", "8"], "below the baseline's minimum of 16 px"),
+        (["--workers", "-1"], "--workers must be >= 0"),
+        (["--momentum", "-1"], "--momentum must be >= 0"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["--cnn-hidden", "0"], "--cnn-hidden must be >= 1"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(
@@ -300,18 +310,21 @@ def test_bad_arguments_are_one_line_errors(
     base = {"--data": str(small_curated), "--out": str(tmp_path / "r"), "--model": "baseline", "--image-size": "32"}
     for k, v in zip(args[::2], args[1::2], strict=True):
         base[k] = v.format(missing=tmp_path / "nope", raw=small_proxy)
-    argv = ["train", *[x for kv in base.items() for x in kv], "--workers", "0", "--no-progress", "--epochs"]
-    argv += [base.get("--epochs", "1")]
+    base = {"--workers": "0", "--epochs": "1", **base}
+    argv = ["train", *[x for kv in base.items() for x in kv], "--no-progress"]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors
         code = e.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
-    assert len([line for line in err.splitlines() if line.startswith("error") or "error:" in line]) == 1
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert not (tmp_path / "r").exists()  # checked before the run folder is made: fix the flag and rerun
 
 
-def test_resume_with_a_different_config_is_refused(small_curated: Path, tmp_path: Path) -> None:
+def test_resume_with_a_different_config_is_refused(
+    small_curated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = str(tmp_path / "r")
     args = [*TINY, "--data", str(small_curated), "--batch-size", "16", "--epochs", "1", "--max-steps", "2"]
     assert main(["train", "--out", out, *args]) == 0
@@ -323,6 +336,25 @@ def test_resume_with_a_different_config_is_refused(small_curated: Path, tmp_path
         )
     assert main(["train", "--out", out, *args]) == 2  # no --resume: refuses to overwrite
     assert main(["train", "--out", out, "--resume", "--lr", "0.05"]) == 0  # same value: fine
+    # the same folders spelled differently (relative paths, from another working directory) are the same run
+    monkeypatch.chdir(small_curated.parent)
+    rel = ["--data", small_curated.name, "--out", os.path.relpath(out, small_curated.parent), "--resume"]
+    assert main(["train", *rel]) == 0
+
+
+def test_explicit_flags_beat_the_preset() -> None:
+    c = make_config(data="d", out="o", preset="article", accum=2)
+    assert c.accum == 2 and c.effective_batch is None and c.model == "resnet101"
+    c = make_config(data="d", out="o", preset="article", effective_batch=256, lr=0.1)
+    assert c.effective_batch == 256 and c.lr == 0.1 and c.optimizer == "sgd"
+
+
+def test_an_effective_batch_beyond_the_epoch_is_warned(small_curated: Path, tmp_path: Path, tiny_config) -> None:
+    out = tmp_path / "big"
+    fit(tiny_config(small_curated, out, cnn_widths=(8,), cnn_hidden=8, effective_batch=4096))
+    cfg = json.loads((out / "config.json").read_text())
+    assert any("exceeds" in w for w in cfg["warnings"])
+    assert json.loads((out / "metrics.jsonl").read_text())["step"] == 1
 
 
 def test_inception_training_loss_adds_0_4_aux_and_eval_gives_logits() -> None:
@@ -344,26 +376,10 @@ def test_inception_training_loss_adds_0_4_aux_and_eval_gives_logits() -> None:
     assert torch.allclose(loss_eval, ce(logits_eval, y))
 
 
-def test_amp_bf16_accumulation_and_early_stopping_run(small_curated: Path, tmp_path: Path) -> None:
+def test_amp_bf16_accumulation_and_early_stopping_run(small_curated: Path, tmp_path: Path, tiny_config) -> None:
     out = tmp_path / "amp"
-    cfg = make_config(
-        data=str(small_curated),
-        out=str(out),
-        model="baseline",
-        image_size=32,
-        cnn_widths=(8, 16),
-        cnn_hidden=32,
-        batch_size=8,
-        accum=2,
-        epochs=6,
-        lr=1e-6,
-        patience=1,
-        amp="bf16",
-        channels_last=True,
-        workers=0,
-        save_every=0,
-        progress=False,
-    )
+    cfg = tiny_config(small_curated, out, batch_size=8, accum=2, epochs=6, lr=1e-6, patience=1, amp="bf16",
+                      channels_last=True)  # fmt: skip
     r = fit(cfg)
     saved = json.loads((out / "config.json").read_text())["resolved"]
     assert saved["amp"] == "bf16" and saved["effective_batch"] == 16 and saved["channels_last"] is True
@@ -377,6 +393,8 @@ def test_amp_bf16_accumulation_and_early_stopping_run(small_curated: Path, tmp_p
 
 def test_top_level_api() -> None:
     import nsfw_lab
+    from nsfw_lab import predict, prepare  # names shared with submodules: the functions, not the modules
 
+    assert inspect.isfunction(predict) and inspect.isfunction(prepare)
     for name in ("build_model", "freeze", "fit", "make_config", "evaluate_run", "predict", "load_run", "TrainConfig"):
         assert callable(getattr(nsfw_lab, name))

@@ -138,6 +138,11 @@ def build_model(
         if w == "imagenet":
             raise NsfwLabError("the baseline CNN has no ImageNet weights; use --weights none|PATH")
         size = image_size or 64
+        if size < 2 ** len(widths):
+            raise NsfwLabError(
+                f"image size {size} is below the baseline's minimum of {2 ** len(widths)} px "
+                f"for {len(widths)} pooling blocks"
+            )
         kwargs: dict[str, Any] = {"image_size": size, "widths": list(widths), "hidden": hidden}
         net: nn.Module = ConvPoolFC(num_classes, size, widths, hidden)
         spec_args = dict(input_size=size, min_size=2 ** len(widths), target_layer=f"features.{len(widths) - 1}.-2")

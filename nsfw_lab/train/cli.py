@@ -31,7 +31,8 @@ def add_parser(sub: Any) -> None:
     def opt(flag: str, help: str, **kw: Any) -> None:
         field = flag.lstrip("-").replace("-", "_")
         default = getattr(D, field, None)
-        shown = "" if "action" in kw and kw["action"] == "store_true" else f" (default: {default})"
+        quiet = kw.get("action") == "store_true" or default in (None, ()) or "(default" in help
+        shown = "" if quiet else f" (default: {default})"
         t.add_argument(flag, help=help + shown, **kw)
 
     t.add_argument("--data", help="curated folder (`nsfw-lab curate` / `prepare` output)")
@@ -67,21 +68,21 @@ def add_parser(sub: Any) -> None:
     opt("--cnn-hidden", "baseline: hidden FC units", type=int)
     opt("--seed", "seed of weights, data order and augmentation", type=int)
     opt("--device", "auto, cpu, cuda or cuda:N")
-    opt("--amp", "mixed precision (auto = bf16 on CUDA, off on CPU)", choices=AMP)
-    opt("--channels-last", "channels_last memory format (default: on CUDA)", action=argparse.BooleanOptionalAction)
+    opt("--amp", "mixed precision (auto = bf16 on CUDA, off on CPU; fp16 needs CUDA)", choices=AMP)
+    opt("--channels-last", "channels_last memory format (default: on with CUDA)", action=argparse.BooleanOptionalAction)
     opt("--sync-bn", "SyncBatchNorm across GPUs", action="store_true")
     opt("--workers", "DataLoader workers (default: cores - 1, max 8; env NSFW_LAB_WORKERS)", type=int)
     opt("--save-every", "also write last.pt every N optimiser steps (0 = epoch ends only)", type=int)
-    opt("--resume", "continue the run in --out from last.pt", action="store_true")
+    opt("--resume", "continue the run in --out from last.pt (a folder without one starts the run)", action="store_true")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    t.set_defaults(func=run)
+    t.set_defaults(func=run, on_interrupt="last.pt holds the latest checkpoint; continue with --resume")
 
 
 def config_from_args(given: dict[str, Any]) -> TrainConfig:
     """The run's config: preset and defaults, or the saved config under ``--resume``, plus ``given``."""
     from nsfw_lab.train.config import make_config, with_overrides
 
-    given = {k: v for k, v in given.items() if k not in ("func", "command")}
+    given = {k: v for k, v in given.items() if k not in ("func", "command", "on_interrupt")}
     saved = Path(given["out"]) / "config.json"
     if given.get("resume") and saved.is_file():
         return with_overrides(TrainConfig.from_dict(json.loads(saved.read_text())["config"]), given)

@@ -26,7 +26,8 @@ RECIPES = ("single", "two-stage")
 AMP = ("auto", "bf16", "fp16", "off")
 SELECT = ("macro_f1", "accuracy")
 # Fields that may differ when resuming (they do not change the numbers).
-RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress"})
+# ``data`` and ``out`` may be spelled differently (relative/absolute); the data is checked by its manifest hash.
+RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out"})
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def make_config(**given: Any) -> TrainConfig:
     if preset is not None and preset not in PRESETS:
         raise NsfwLabError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS.get(preset or "", {}), **given}
+    if "accum" in given and "effective_batch" not in given:  # an explicit flag beats the preset's other one
+        values["effective_batch"] = None
+    if "effective_batch" in given and "accum" not in given:
+        values["accum"] = None
     return TrainConfig.from_dict(values)
 
 
@@ -141,6 +146,12 @@ def validate(c: TrainConfig) -> None:
         (c.accum is None or c.effective_batch is None, "give --accum or --effective-batch, not both"),
         (c.effective_batch is None or c.effective_batch >= 1, "--effective-batch must be >= 1"),
         (c.lr > 0, f"--lr must be > 0, not {c.lr}"),
+        (c.momentum >= 0, f"--momentum must be >= 0, not {c.momentum}"),
+        (c.weight_decay >= 0, f"--weight-decay must be >= 0, not {c.weight_decay}"),
+        (c.lr_gamma > 0, f"--lr-gamma must be > 0, not {c.lr_gamma}"),
+        (all(m >= 0 for m in c.lr_steps), f"--lr-steps must be epochs >= 0: {list(c.lr_steps)}"),
+        (c.workers is None or c.workers >= 0, f"--workers must be >= 0, not {c.workers}"),
+        (c.cnn_hidden >= 1, f"--cnn-hidden must be >= 1, not {c.cnn_hidden}"),
         (c.lr_scale in ("none", "linear"), f"--lr-scale must be none or linear, not {c.lr_scale!r}"),
         (c.optimizer in OPTIMIZERS, f"unknown optimizer {c.optimizer!r}; choose {' or '.join(OPTIMIZERS)}"),
         (c.schedule in SCHEDULES, f"unknown schedule {c.schedule!r}; choose {' or '.join(SCHEDULES)}"),

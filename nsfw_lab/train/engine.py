@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ def fit(c: TrainConfig) -> RunResult:
     device = pick_device(c.device, d)
     if c.sync_bn and device.type != "cuda":
         raise NsfwLabError("--sync-bn needs CUDA devices")
+    if c.amp == "fp16" and device.type != "cuda":
+        raise NsfwLabError("--amp fp16 needs CUDA (on the CPU use --amp bf16 or off)")
     run, data = Path(c.out).resolve(), Path(c.data).resolve()
     classes, _ = read_curated(data)
     dist.init(d, device)
@@ -128,18 +131,25 @@ def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Pa
     if resuming:
         model = model_from_spec(saved["model"])
     else:  # also a run killed before its first checkpoint
+        if c.resume and d.main:
+            print(f"note: no checkpoint in {run}; starting the run", file=sys.stderr)
         _seed_all(c.seed)  # identical initial weights on every process
         model = build_model(c.model, len(classes), c.weights, c.image_size, c.cnn_widths, c.cnn_hidden)
         saved = _run_info(c, r, model, classes, data)
+    if c.freeze_stages > len(model.spec.stages):
+        n = len(model.spec.stages)
+        raise NsfwLabError(f"--freeze-stages {c.freeze_stages}: {model.spec.name} has {n} stages (0..{n})")
     train_ds, val_ds = train_val_datasets(data, model.spec.input_size, c.crop_scale)
+    trainer = Trainer(c, r, d, device, run, model, classes)
+    trainer.setup_data(train_ds, val_ds, data)  # every check passed: only now does the run folder appear
     if d.main:
         run.mkdir(parents=True, exist_ok=True)
         for tmp in run.glob(".*.tmp"):  # left by a kill during a write
             tmp.unlink(missing_ok=True)
         if not (run / CONFIG).exists():
-            atomic_write_json(run / CONFIG, saved)
-    trainer = Trainer(c, r, d, device, run, model, classes)
-    trainer.setup_data(train_ds, val_ds, data)
+            atomic_write_json(run / CONFIG, {**saved, "warnings": trainer.warnings})
+        for w in trainer.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     trainer.restore(ckpt.load(run / LAST) if resuming else None)
     return trainer.fit()
 
@@ -178,6 +188,13 @@ class Trainer:
                 f"{c.batch_size} x {d.world_size} processes; lower --batch-size"
             )
         self.spe = math.ceil(self.sampler.batches_per_epoch / self.r["accum"])  # optimiser steps per epoch
+        self.warnings: list[str] = []
+        per_epoch = self.sampler.batches_per_epoch * c.batch_size * d.world_size
+        if self.r["accum"] > self.sampler.batches_per_epoch:
+            self.warnings.append(
+                f"effective batch {self.r['effective_batch']} exceeds the {per_epoch} images used per epoch: "
+                f"each optimiser step averages at most {per_epoch} images (one step per epoch)"
+            )
         weight = class_weights(train_ds.base).to(self.device) if c.class_weighting == "balanced" else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
 
@@ -256,6 +273,12 @@ class Trainer:
             if c.patience and self.pos["since_best"] >= c.patience:
                 break
 
+    @staticmethod
+    def lr_at(s: Step, step: int) -> float:
+        """The learning rate of the first parameter group at the stage's optimiser step ``step``."""
+        sched = s.scheduler
+        return float(sched.base_lrs[0] * sched.lr_lambdas[0](step))
+
     def run_epoch(self, si: int, ep: int, net: nn.Module, s: Step) -> None:
         """Train one epoch (from the resumed position), validate, record, checkpoint."""
         c, st, pos = self.c, self.plan[si], self.pos
@@ -282,7 +305,7 @@ class Trainer:
             return c.max_steps is not None and ep * self.spe + k >= c.max_steps
 
         show = self.d.main and c.progress
-        _, seconds = train_epoch(
+        _, seconds, images = train_epoch(
             net, self.train_loader, s, running, pos["step"], on_step, f"{st.name} {ep + 1}/{st.epochs}", show
         )
         val = run_validation(self.model, self.val_loader, self.d, self.device, self.amp_dtype, self.r["channels_last"])
@@ -292,11 +315,13 @@ class Trainer:
             "epoch": ep + 1,
             "global_epoch": offset + ep + 1,
             "step": pos["global_step"],
-            "lr": s.optimizer.param_groups[0]["lr"],
+            "lr": self.lr_at(s, ep * self.spe),  # at the epoch's first optimiser step
+            "lr_end": self.lr_at(s, ep * self.spe + max(0, pos["step"] - 1)),  # at its last
             **epoch_summary(running, self.d),
             **val,
         }
-        rec["images_per_s"] = rec["train_images"] / seconds if seconds > 0 else None
+        # throughput of this session only (a resumed epoch counts the images trained since the resume)
+        rec["images_per_s"] = images * self.d.world_size / seconds if seconds > 0 else None
         score = rec["val_" + c.select_metric.replace("accuracy", "acc")]
         rec["best"] = score > self.best["score"]
         pos.update(epoch=ep + 1, step=0, since_best=0 if rec["best"] else pos["since_best"] + 1)

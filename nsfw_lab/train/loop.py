@@ -81,12 +81,13 @@ def train_epoch(
     on_step: Any,
     desc: str,
     show: bool,
-) -> tuple[int, float]:
+) -> tuple[int, float, int]:
     """Train over ``loader`` (already positioned after ``start_step`` optimiser steps).
 
     Micro-batches are grouped into windows of ``accum``; the last window of an epoch may be shorter
     and is averaged over its own length. ``on_step(step)`` runs after every optimiser step and returns
-    True to stop (``--max-steps``). Returns the optimiser steps done in the epoch and the seconds spent.
+    True to stop (``--max-steps``). Returns the optimiser steps done in the epoch, the seconds spent and
+    the images this process trained on in this call.
     """
     model.train()
     total_micro = loader.batch_sampler.batches_per_epoch  # type: ignore[union-attr]
@@ -123,7 +124,7 @@ def train_epoch(
             if on_step(step):
                 break
     bar.close()
-    return step, time.perf_counter() - t0
+    return step, time.perf_counter() - t0, images
 
 
 @torch.inference_mode()

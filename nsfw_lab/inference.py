@@ -15,19 +15,23 @@ from typing import IO, Any
 
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
+from tqdm.auto import tqdm
 
 from nsfw_lab.data.imageio import ImageLoadError, load_image
 from nsfw_lab.data.transforms import eval_transform
+from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.runs import LoadedRun, load_run
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})
 
 
 def expand_paths(paths: Iterable[Path | str]) -> Iterator[Path]:
-    """Files as given; folders as their image files (by suffix), recursively, in sorted order."""
+    """Files as given; folders as their image files (by suffix), recursively, in sorted order. A folder
+    without image files is yielded itself (it becomes an error row, never a silent nothing)."""
     for p in map(Path, paths):
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            yield from files or [p]
         else:
             yield p  # missing files become error rows
 
@@ -44,14 +48,21 @@ def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
 
 
 @torch.inference_mode()
-def iter_predictions(run: LoadedRun, paths: Iterable[Path | str], batch_size: int = 32) -> Iterator[dict[str, Any]]:
+def iter_predictions(
+    run: LoadedRun, paths: Iterable[Path | str], batch_size: int = 32, progress: bool = False
+) -> Iterator[dict[str, Any]]:
     """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``error``."""
     tf = eval_transform(run.image_size, normalize=False)
     empty = {f"prob_{c}": None for c in run.classes}
+    bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for batch in _batches(expand_paths(paths), batch_size):
+        bar.update(len(batch))
         rows: list[dict[str, Any]] = []
         xs, ok = [], []
         for p in batch:
+            if p.is_dir():
+                rows.append({"path": str(p), "prediction": None, **empty, "error": "no_images: no image files"})
+                continue
             try:
                 xs.append(tf(pil_to_tensor(load_image(p))))
                 ok.append(len(rows))
@@ -64,6 +75,7 @@ def iter_predictions(run: LoadedRun, paths: Iterable[Path | str], batch_size: in
                 rows[j]["prediction"] = run.classes[int(row.argmax())]
                 rows[j].update({f"prob_{c}": round(float(v), 6) for c, v in zip(run.classes, row, strict=True)})
         yield from rows
+    bar.close()
 
 
 def predict(
@@ -74,15 +86,18 @@ def predict(
     checkpoint: str = "best",
 ) -> list[dict[str, Any]]:
     """Predictions of a run's model for ``paths`` (files or folders) as a list of rows."""
+    if batch_size < 1:
+        raise NsfwLabError(f"batch_size must be >= 1, not {batch_size}")
     return list(iter_predictions(load_run(run_dir, checkpoint, device), paths, batch_size))
 
 
-def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str] | None = None) -> int:
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str] | None = None) -> tuple[int, int]:
     """Stream rows as CSV (header from the first row) or JSON lines to ``out`` (default: standard
-    output); returns the number of rows."""
+    output); returns the number of rows and how many of them are errors."""
     out = out or sys.stdout
-    n, writer = 0, None
+    n, bad, writer = 0, 0, None
     for row in rows:
+        bad += row.get("error") is not None
         if fmt == "jsonl":
             out.write(json.dumps(row) + "\n")
         else:
@@ -92,4 +107,4 @@ def write_rows(rows: Iterable[dict[str, Any]], fmt: str, out: IO[str] | None = N
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         n += 1
         out.flush()
-    return n
+    return n, bad
