@@ -196,26 +196,16 @@ def test_sigkill_and_resume_is_bit_identical(
     assert not list(run.glob(".*.tmp"))
 
 
+def _torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(cmd, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=300)
+
+
 def test_ddp_two_gloo_processes_cover_the_same_samples(small_curated: Path, tmp_path: Path) -> None:
     args = [*TINY, "--data", str(small_curated), "--epochs", "2"]
     single = _train("--out", str(tmp_path / "single"), "--batch-size", "16", *args)
     assert single.returncode == 0, single.stderr
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "nsfw_lab",
-        "train",
-        "--out",
-        str(tmp_path / "ddp"),
-        "--batch-size",
-        "8",
-        *args,
-    ]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    p = _torchrun("-m", "nsfw_lab", "train", "--out", str(tmp_path / "ddp"), "--batch-size", "8", *args)
     assert p.returncode == 0, p.stderr[-2000:]
     cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert cfg["resolved"]["world_size"] == 2 and cfg["resolved"]["effective_batch"] == 16
@@ -225,6 +215,16 @@ def test_ddp_two_gloo_processes_cover_the_same_samples(small_curated: Path, tmp_
     n_train = sum(1 for line in (small_curated / "manifest.csv").open() if line.startswith("train,"))
     assert s[0]["train_unique_images"] == s[0]["train_images"] == n_train // 16 * 16  # each image once
     assert p.stdout.count("best macro_f1") == 1  # only rank 0 reports
+
+    # SIGKILL rank 0 mid-epoch (torchrun then stops rank 1), resume under torchrun: the same weights
+    killed = _torchrun(str(HELPER), "train", "--out", str(tmp_path / "k"), "--batch-size", "8", "--save-every", "1",
+                       *args, env={"KILL_AT": "9"})  # fmt: skip
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr
+    resumed = _torchrun("-m", "nsfw_lab", "train", "--out", str(tmp_path / "k"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "ddp" / "last.pt"), _weights(tmp_path / "k" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(tmp_path / "ddp") == _history(tmp_path / "k")
 
 
 def test_sampler_splits_global_batches_between_ranks() -> None:

@@ -121,13 +121,34 @@ def fit(c: TrainConfig) -> RunResult:
         dist.shutdown()
 
 
-def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Path, classes: list[str]) -> RunResult:
-    r = resolve(c, d.world_size, device.type == "cuda")
-    resuming = c.resume and (run / LAST).is_file()
+def _read_run(c: TrainConfig, r: dict, run: Path, data: Path) -> tuple[Any, Any, Any]:
+    """The saved run info, ``last.pt`` and ``best.pt`` weights when resuming (None when starting)."""
+    saved = ck = best = None
     if c.resume and (run / CONFIG).is_file():
         saved = _check_resume(run, c, r, data)
     elif (run / CONFIG).exists() or (run / LAST).exists():
         raise NsfwLabError(f"{run}: already holds a run; pass --resume to continue it or choose another --out")
+    if c.resume and (run / LAST).is_file():
+        ck = ckpt.load(run / LAST)
+        best = ckpt.load(run / BEST)["model"] if (run / BEST).exists() else None
+    return saved, ck, best
+
+
+def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Path, classes: list[str]) -> RunResult:
+    r = resolve(c, d.world_size, device.type == "cuda")
+    # Rank 0 reads the run folder and sends it to the others (no shared filesystem needed across nodes);
+    # an error there becomes the same one-line error on every process instead of a hang.
+    reply: tuple[str | None, Any] = (None, None)
+    if d.main:
+        try:
+            reply = (None, _read_run(c, r, run, data))
+        except NsfwLabError as exc:
+            reply = (str(exc), None)
+    err, found = dist.broadcast_object(reply, d)
+    if err:
+        raise NsfwLabError(err)
+    saved, ck, best_state = found
+    resuming = ck is not None
     if resuming:
         model = model_from_spec(saved["model"])
     else:  # also a run killed before its first checkpoint
@@ -150,7 +171,7 @@ def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Pa
             atomic_write_json(run / CONFIG, {**saved, "warnings": trainer.warnings})
         for w in trainer.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    trainer.restore(ckpt.load(run / LAST) if resuming else None)
+    trainer.restore(ck, best_state)
     return trainer.fit()
 
 
@@ -198,8 +219,9 @@ class Trainer:
         weight = class_weights(train_ds.base).to(self.device) if c.class_weighting == "balanced" else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
 
-    def restore(self, ck: dict[str, Any] | None) -> None:
-        """Start fresh, or take weights, position, history and RNG states from ``last.pt``."""
+    def restore(self, ck: dict[str, Any] | None, best_state: dict[str, torch.Tensor] | None) -> None:
+        """Start fresh, or take weights, position, history and RNG states from ``last.pt`` (and the best
+        weights so far, which the next stage starts from)."""
         if ck is None:
             _seed_all(self.c.seed + self.d.rank)
         else:
@@ -207,15 +229,14 @@ class Trainer:
             self.pos, self.best, self.history = ck["position"], ck["best"], ck["history"]
             self.ck, self.mine = ck, ck["ranks"][self.d.rank]
             ckpt.set_rng_state(self.mine["rng"])
-            if (self.run / BEST).exists():
-                self.best_state = ckpt.load(self.run / BEST)["model"]
+            self.best_state = best_state
         if self.d.main:  # drop lines written after the checkpoint we resume from
             with atomic_open(self.run / METRICS, "w") as f:
                 f.writelines(json.dumps(h) + "\n" for h in self.history)
 
     def save_last(self, stage_state: dict[str, Any] | None, running: Running | None) -> None:
         """Write ``last.pt`` (every process contributes its RNG states and running sums)."""
-        mine = {"rng": ckpt.rng_state(), "running": running.state() if running else None}
+        mine = ckpt.to_cpu({"rng": ckpt.rng_state(), "running": running.state() if running else None})
         ranks = dist.gather_objects(mine, self.d)
         if self.d.main:
             state = stage_state or {"optimizer": None, "scheduler": None, "scaler": None}
@@ -227,7 +248,7 @@ class Trainer:
                     "position": dict(self.pos),
                     "best": dict(self.best),
                     "history": self.history,
-                    "ranks": ckpt.to_cpu(ranks),
+                    "ranks": ranks,
                     **state,
                 },
             )
