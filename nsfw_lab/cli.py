@@ -104,6 +104,17 @@ def _predict(a: argparse.Namespace) -> None:
         raise NsfwLabError("no input could be classified")
 
 
+def _study(a: argparse.Namespace) -> None:
+    from nsfw_lab.course import run_study
+
+    results = run_study(a.profile, a.data, a.only, a.out, a.device)
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; report index in "
+          f"{Path(a.out or config.REPORTS_DIR / a.profile) / 'index.html'}")  # fmt: skip
+    if failed:
+        raise NsfwLabError("failed: " + "; ".join(f"{r.notebook} (cell {r.cell}): {r.error}" for r in failed))
+
+
 def _paths(a: argparse.Namespace) -> None:
     info = {
         "project_root": str(config.PROJECT_ROOT),
@@ -232,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output", help="write here (atomically) instead of standard output")
     q.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     q.set_defaults(func=_predict)
+
+    st = sub.add_parser("study", help="run the course notebooks through papermill into reports/<profile>/")
+    st.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
+    st.add_argument("--data", help="a curated folder, or an ImageFolder to curate (default: the proxy)")
+    st.add_argument("--only", nargs="+", help="notebooks by number or name (00 or 00_data)")
+    st.add_argument("--out", help="report folder (default: reports/<profile>)")
+    st.add_argument("--device", help="auto, cpu or cuda (default: the profile's)")
+    st.set_defaults(func=_study)
 
     sub.add_parser("paths", help="print project paths and run profiles").set_defaults(func=_paths)
     return p

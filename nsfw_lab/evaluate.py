@@ -22,12 +22,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from nsfw_lab.data.dataset import CuratedImageDataset, make_loader
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import atomic_write_json, write_csv
+from nsfw_lab.progress import tqdm
 from nsfw_lab.runs import LoadedRun, load_run
 
 

@@ -15,11 +15,11 @@ from typing import IO, Any
 
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
-from tqdm.auto import tqdm
 
 from nsfw_lab.data.imageio import ImageLoadError, load_image
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.progress import tqdm
 from nsfw_lab.runs import LoadedRun, load_run
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})

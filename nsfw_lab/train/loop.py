@@ -12,8 +12,8 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from nsfw_lab.progress import tqdm
 from nsfw_lab.train.distributed import Dist, all_sum, gather_objects
 
 AUX_WEIGHT = 0.4  # InceptionV3's auxiliary classifier loss weight (Szegedy et al.)

@@ -1,0 +1,60 @@
+"""Rules for committed notebooks: no outputs or execution counts, the ``nsfw-lab`` kernel, and exactly
+one ``parameters`` cell of annotated, commented UPPER_CASE names including the runner's common ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+COMMON = ("PROFILE", "DATA_DIR", "DEVICE", "REPORT_DIR")
+
+
+def parameters_source(nb: dict) -> list[str]:
+    """Sources of the cells tagged ``parameters``."""
+    return ["".join(c["source"]) for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def declared_parameters(path: Path) -> list[str]:
+    """Names assigned in the notebook's ``parameters`` cell(s), parsed with ``ast`` (papermill's own
+    inspection cannot read annotations such as ``str | None``)."""
+    import nbformat
+
+    names = []
+    for src in parameters_source(nbformat.read(path, as_version=4)):
+        for node in ast.parse(src).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [None])[0]
+            if isinstance(target, ast.Name):
+                names.append(target.id)
+    return names
+
+
+def problems(path: Path) -> list[str]:
+    """Everything wrong with a committed notebook (empty = clean)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    out: list[str] = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
+            out.append(f"cell {i} has outputs or an execution count")
+    if nb.metadata.get("kernelspec", {}).get("name") != "nsfw-lab":
+        out.append("kernelspec is not nsfw-lab")
+    if "widgets" in nb.metadata:
+        out.append("widget state in the metadata")
+    params = parameters_source(nb)
+    if len(params) != 1:
+        return [*out, f"{len(params)} cells tagged parameters (need exactly 1)"]
+    lines = params[0].splitlines()
+    names = []
+    for node in ast.parse(params[0]).body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            out.append(f"parameters line {node.lineno}: not an annotated assignment (NAME: type = value)")
+            continue
+        name = node.target.id
+        names.append(name)
+        if name != name.upper():
+            out.append(f"parameter {name} is not UPPER_CASE")
+        if "#" not in lines[node.lineno - 1]:
+            out.append(f"parameter {name} has no comment")
+    out += [f"parameter {n} is missing" for n in COMMON if n not in names]
+    return out

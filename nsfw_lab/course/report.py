@@ -1,0 +1,70 @@
+"""What a notebook records: ``reports/<profile>/metrics/<notebook>.json`` and ``figures/<notebook>_*.png``.
+
+Each notebook makes one :class:`Report` and calls :meth:`Report.record` for every number a reader, a
+later notebook or a test needs; the JSON is rewritten atomically after each call, so a notebook that
+fails half-way still leaves what it had measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nsfw_lab import config
+from nsfw_lab.fsutil import atomic_open, atomic_write_json
+
+
+def report_dir(profile: str, out: str | Path | None = None) -> Path:
+    """``out`` or ``reports/<profile>``."""
+    return Path(out) if out else config.REPORTS_DIR / profile
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy (NumPy and torch scalars/arrays, tuples, paths)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class Report:
+    """Metrics and figures of one notebook run."""
+
+    def __init__(self, notebook: str, profile: str, out: str | Path | None = None) -> None:
+        self.notebook, self.profile = notebook, profile
+        self.root = report_dir(profile, out)
+        self.metrics_path = self.root / "metrics" / f"{notebook}.json"
+        self.figures = self.root / "figures"
+        self.values: dict[str, Any] = {"notebook": notebook, "profile": profile, "figures": []}
+
+    def record(self, name: str, value: Any) -> Any:
+        """Store ``value`` under ``name`` (written at once) and return it unchanged."""
+        self.values[name] = _plain(value)
+        atomic_write_json(self.metrics_path, self.values)
+        return value
+
+    def figure(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``figures/<notebook>_<name>.png`` and record its path."""
+        path = self.figures / f"{self.notebook}_{name}.png"
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        rel = str(path.relative_to(self.root))
+        if rel not in self.values["figures"]:
+            self.values["figures"].append(rel)
+        atomic_write_json(self.metrics_path, self.values)
+        return path
+
+    def read(self, notebook: str) -> dict[str, Any]:
+        """What an earlier notebook recorded (one-line error if it has not run)."""
+        from nsfw_lab.errors import NsfwLabError
+
+        path = self.root / "metrics" / f"{notebook}.json"
+        if not path.is_file():
+            raise NsfwLabError(f"{path}: missing; run notebook {notebook} first (nsfw-lab study --only {notebook})")
+        return json.loads(path.read_text())

@@ -1,0 +1,106 @@
+"""The notebook runner on small generated notebooks: parameters checked, failures collected, reports built;
+and the rules every committed notebook must follow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nsfw_lab.config import NOTEBOOKS_DIR
+from nsfw_lab.course.hygiene import problems
+from nsfw_lab.course.runner import run_study
+
+PARAMS = """PROFILE: str = "cpu"  # run profile: smoke, cpu or gpu
+DATA_DIR: "Optional[str]" = None  # curated data; None = the proxy (quoted: papermill reads the type)
+DEVICE: str = "auto"  # auto, cpu or cuda
+REPORT_DIR: "Optional[str]" = None  # where metrics and figures go
+"""
+
+
+def _notebook(path: Path, params: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "nsfw-lab", "display_name": "nsfw-lab", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), nbformat.v4.new_code_cell(params)]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+RECORD = """from nsfw_lab.course import Report
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rep = Report("00_ok", PROFILE, REPORT_DIR)
+rep.record("answer", 6 * 7)
+fig, ax = plt.subplots()
+ax.plot([0, 1], [1, 0])
+rep.figure(fig, "line")
+"""
+
+
+def test_runner_collects_failures_and_builds_the_report(tmp_path: Path) -> None:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_ok.ipynb", PARAMS, RECORD)
+    _notebook(nbs / "01_fails.ipynb", PARAMS, "x = 1", "raise ValueError('broken on purpose')", "y = 2")
+    _notebook(nbs / "02_typo.ipynb", PARAMS.replace("DEVICE", "DEVISE"), "pass")
+    _notebook(nbs / "03_after.ipynb", PARAMS, "assert PROFILE == 'smoke' and DEVICE == 'cpu'")
+    out = tmp_path / "report"
+    results = run_study("smoke", out=out, folder=nbs, echo=False)
+    by = {r.notebook: r for r in results}
+    assert [r.notebook for r in results] == ["00_ok", "01_fails", "02_typo", "03_after"]
+    assert by["00_ok"].ok and by["03_after"].ok  # the run carried on past the failures
+    assert (
+        not by["01_fails"].ok and by["01_fails"].cell == 3 and "ValueError: broken on purpose" in by["01_fails"].error
+    )
+    assert not by["02_typo"].ok and "no parameter DEVICE" in by["02_typo"].error
+    metrics = json.loads((out / "metrics" / "00_ok.json").read_text())
+    assert metrics["answer"] == 42 and metrics["figures"] == ["figures/00_ok_line.png"]
+    assert (out / "figures" / "00_ok_line.png").stat().st_size > 1000
+    assert (out / "html" / "00_ok.html").is_file() and (out / "html" / "01_fails.html").is_file()
+    executed = nbformat.read(out / "executed" / "00_ok.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and str(out.resolve()) in injected[0].source
+    index = (out / "index.html").read_text()
+    assert "FAILED (cell 3)" in index and 'href="html/00_ok.html"' in index and "00_ok_line.png" in index
+    summary = json.loads((out / "summary.json").read_text())
+    assert [n["ok"] for n in summary["notebooks"]] == [True, False, False, True]
+
+
+def test_only_selects_by_number_or_name_and_rejects_unknown(tmp_path: Path) -> None:
+    from nsfw_lab.course.runner import notebooks
+    from nsfw_lab.errors import NsfwLabError
+
+    for name in ("00_a", "01_b", "02_c"):
+        _notebook(tmp_path / f"{name}.ipynb", PARAMS, "pass")
+    assert [p.stem for p in notebooks(tmp_path, ["01", "02_c"])] == ["01_b", "02_c"]
+    with pytest.raises(NsfwLabError, match="no notebook named 09"):
+        notebooks(tmp_path, ["09"])
+
+
+def test_hygiene_rules_catch_each_problem(tmp_path: Path) -> None:
+    good = _notebook(tmp_path / "good.ipynb", PARAMS, "x = 1")
+    assert problems(good) == []
+    nb = nbformat.read(good, as_version=4)
+    nb.cells[2].execution_count = 3
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nbformat.write(nb, tmp_path / "outputs.ipynb")
+    assert problems(tmp_path / "outputs.ipynb") == ["cell 2 has outputs or an execution count"]
+    bad_params = PARAMS.replace('DEVICE: str = "auto"  # auto, cpu or cuda', 'device = "auto"') + "EPOCHS: int = 1\n"
+    found = problems(_notebook(tmp_path / "params.ipynb", bad_params))
+    assert "parameters line 3: not an annotated assignment (NAME: type = value)" in found
+    assert "parameter EPOCHS has no comment" in found and "parameter DEVICE is missing" in found
+    two = _notebook(tmp_path / "two.ipynb", PARAMS, "x = 1")
+    nb = nbformat.read(two, as_version=4)
+    nb.cells[2].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, two)
+    assert problems(two) == ["2 cells tagged parameters (need exactly 1)"]
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_are_clean(path: Path) -> None:
+    assert problems(path) == []
