@@ -165,7 +165,7 @@ def evaluate_run(
     header = ["path", "label", "prediction", *[f"prob_{c}" for c in run.classes]]
     rows = (
         [
-            str(ds.paths[i].relative_to(root)),
+            ds.rows[i]["cached_path"],
             run.classes[y[i]],
             run.classes[int(probs[i].argmax())],
             *[f"{v:.6f}" for v in probs[i]],

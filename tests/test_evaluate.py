@@ -113,6 +113,15 @@ def test_predict_cli_streams_jsonl(tiny_run: Path, small_curated: Path, capsys: 
     assert len(lines) == n_val and all(x["error"] is None and x["prediction"] for x in lines)
 
 
+def test_evaluate_on_a_view_of_the_data(tiny_run: Path, small_curated: Path, tmp_path: Path) -> None:
+    from nsfw_lab.data.leaky import random_split_view
+
+    view = random_split_view(small_curated, tmp_path / "view")
+    r = evaluate_run(tiny_run, "test", data=view, n_boot=20, progress=False)
+    rows = list(csv.DictReader((tiny_run / "predictions_test.csv").open()))
+    assert len(rows) == r["n"] and all(Path(row["path"]).is_file() for row in rows)
+
+
 def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "not a training run" in capsys.readouterr().err

@@ -1,0 +1,42 @@
+"""The leakage lesson's random per-file split: same images and class sizes, groups now straddle splits."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from nsfw_lab.data.dataset import CuratedImageDataset, read_curated
+from nsfw_lab.data.leaky import group_leakage, random_split_view
+
+
+def test_random_view_keeps_images_and_sizes_but_leaks_groups(default_curated: Path, tmp_path: Path) -> None:
+    view = random_split_view(default_curated, tmp_path / "view", seed=1)
+    _, rows = read_curated(default_curated)
+    _, vrows = read_curated(view)
+    assert sorted(r["sha256"] for r in rows) == sorted(r["sha256"] for r in vrows)
+    assert Counter((r["class"], r["split"]) for r in rows) == Counter((r["class"], r["split"]) for r in vrows)
+    assert group_leakage(default_curated)["test_images_with_group_in_train"] == 0
+    leak = group_leakage(view)
+    assert leak["groups_across_splits"] > 10 and leak["test_share_with_group_in_train"] > 0.3
+    ds = CuratedImageDataset(view, "test")
+    x, y = ds[0]
+    assert x.shape[0] == 3 and ds.classes[y] == ds.rows[0]["class"]  # reads the curated cache in place
+    assert (
+        random_split_view(default_curated, tmp_path / "again", seed=1).joinpath("manifest.csv").read_bytes()
+        == (view / "manifest.csv").read_bytes()
+    )
+
+
+def test_course_plots_name_the_data_and_draw_every_class(default_curated: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nsfw_lab.course.plots import bars_with_ci, image_grid
+
+    classes, rows = read_curated(default_curated)
+    fig = image_grid(default_curated, rows, classes, 3, "proxy (cpu profile): train images")
+    assert len(fig.axes) == 15 and fig._suptitle.get_text().startswith("proxy (cpu profile)")
+    assert sum(len(ax.images) for ax in fig.axes) == 15
+    fig = bars_with_ci(["group-aware", "random"], [0.6, 0.7], [[0.5, 0.7], [0.6, 0.8]], "proxy: test accuracy", "acc")
+    (ax,) = fig.axes
+    assert [round(p.get_height(), 3) for p in ax.patches] == [0.6, 0.7] and ax.get_title() == "proxy: test accuracy"
