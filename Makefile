@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml $(LOCK)
 
 study: $(STAMP)  ## build the environment and run the study (PROFILE=smoke|cpu|gpu, DATA=curated-or-raw dir)
 	$(BIN)/nsfw-lab prepare --profile $(PROFILE) $(if $(DATA),--data '$(DATA)')
+	$(BIN)/nsfw-lab study --profile $(PROFILE) $(if $(DATA),--data '$(DATA)')
 
 test: $(STAMP)  ## lint and run the whole offline test suite
 	$(BIN)/ruff check nsfw_lab tests

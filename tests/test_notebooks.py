@@ -1,0 +1,57 @@
+"""The committed course notebooks, executed by the runner with the smoke profile (what CI runs), and the
+numbers they record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nsfw_lab.config import NOTEBOOKS_DIR
+from nsfw_lab.course.runner import run_study
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All notebooks run once with the smoke profile; data and reports in a temporary folder."""
+    root = tmp_path_factory.mktemp("study")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NSFW_LAB_DATA", str(root / "data"))  # the kernels inherit it: nothing written to the repo
+    mp.setenv("NSFW_LAB_REPORTS", str(root / "reports"))
+    try:
+        results = run_study("smoke", out=root / "reports" / "smoke", echo=False)
+    finally:
+        mp.undo()
+    failed = [f"{r.notebook} (cell {r.cell}): {r.error}" for r in results if not r.ok]
+    assert not failed, failed
+    assert [r.notebook for r in results] == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return root / "reports" / "smoke"
+
+
+def _metrics(report: Path, notebook: str) -> dict:
+    return json.loads((report / "metrics" / f"{notebook}.json").read_text())
+
+
+def test_every_notebook_reports_html_metrics_and_figures(smoke_report: Path) -> None:
+    for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        m = _metrics(smoke_report, nb.stem)
+        assert m["profile"] == "smoke" and m["figures"], nb.stem
+        assert all((smoke_report / f).stat().st_size > 1000 for f in m["figures"])
+        assert (smoke_report / "html" / f"{nb.stem}.html").stat().st_size > 10_000
+    index = (smoke_report / "index.html").read_text()
+    assert "FAILED" not in index and "00_data" in index
+
+
+def test_data_notebook_measures_the_leakage_of_a_random_split(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "00_data")
+    assert m["leakage_check"]["passed"] and m["images_kept"] == sum(sum(c.values()) for c in m["counts"].values())
+    leak = m["group_leakage"]
+    assert leak["group-aware"]["test_images_with_group_in_train"] == 0
+    assert leak["random per file"]["test_share_with_group_in_train"] > 0.3
+    for split in ("group-aware", "random per file"):
+        r = m["leakage_lesson"][split]
+        assert 0 <= r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1] <= 1
+    assert m["leakage_lesson"]["accuracy_gap"] == pytest.approx(
+        m["leakage_lesson"]["random per file"]["accuracy"] - m["leakage_lesson"]["group-aware"]["accuracy"]
+    )
