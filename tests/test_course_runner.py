@@ -104,3 +104,16 @@ def test_hygiene_rules_catch_each_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
 def test_committed_notebooks_are_clean(path: Path) -> None:
     assert problems(path) == []
+
+
+def test_only_keeps_the_other_notebooks_in_the_index(tmp_path: Path) -> None:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("00_a", "01_b"):
+        _notebook(nbs / f"{name}.ipynb", PARAMS, "pass")
+    out = tmp_path / "report"
+    run_study("smoke", out=out, folder=nbs, echo=False)
+    run_study("smoke", out=out, folder=nbs, only=["01"], echo=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [n["notebook"] for n in summary["notebooks"]] == ["00_a", "01_b"]
+    assert 'href="html/00_a.html"' in (out / "index.html").read_text()

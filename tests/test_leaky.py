@@ -40,3 +40,25 @@ def test_course_plots_name_the_data_and_draw_every_class(default_curated: Path) 
     fig = bars_with_ci(["group-aware", "random"], [0.6, 0.7], [[0.5, 0.7], [0.6, 0.8]], "proxy: test accuracy", "acc")
     (ax,) = fig.axes
     assert [round(p.get_height(), 3) for p in ax.patches] == [0.6, 0.7] and ax.get_title() == "proxy: test accuracy"
+
+
+def test_confusion_and_error_plots(default_curated: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nsfw_lab.course.plots import confusion, error_grid, top_errors
+
+    fig = confusion([[3, 1], [0, 4]], ["a", "b"], "proxy (cpu): confusion")
+    (ax, *_) = fig.axes
+    assert [t.get_text() for t in ax.texts] == ["3", "1", "0", "4"] and ax.get_title() == "proxy (cpu): confusion"
+    _, rows = read_curated(default_curated)
+    p = rows[0]["cached_path"]
+    preds = [
+        {"path": p, "label": "a", "prediction": "b", "prob_a": "0.2", "prob_b": "0.8"},
+        {"path": p, "label": "a", "prediction": "a", "prob_a": "0.9", "prob_b": "0.1"},
+        {"path": p, "label": "b", "prediction": "a", "prob_a": "0.6", "prob_b": "0.4"},
+    ]
+    errs = top_errors(preds, ["a", "b"], 5)
+    assert [(e["label"], e["confidence"]) for e in errs] == [("a", 0.8), ("b", 0.6)]
+    fig = error_grid(default_curated, errs, "errors", cols=3)
+    assert sum(len(a.images) for a in fig.axes) == 2 and fig.axes[0].get_title().startswith("a → b")

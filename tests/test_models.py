@@ -180,3 +180,12 @@ def test_baseline_shapes_and_parameter_counts_are_computable() -> None:
     assert shapes["net.features"] == (32, 16, 16) and rows[-1]["output"] == (5,)
     assert m.spec.stages == (("features.0",), ("features.1",))
     assert isinstance(m.target_layer, nn.ReLU)
+
+
+def test_receptive_field_of_the_baseline_by_hand() -> None:
+    from nsfw_lab.models.summary import receptive_field
+
+    rows = receptive_field(build_model("baseline", 5, "none", 64))
+    # conv3: +2, pool2: +1 (then stride x2) per block: 3, 4 | 8, 10 | 18, 22 | 38, 46
+    assert [r["receptive_field"] for r in rows] == [3, 4, 8, 10, 18, 22, 38, 46]
+    assert rows[-1]["stride"] == 16

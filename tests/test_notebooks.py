@@ -55,3 +55,14 @@ def test_data_notebook_measures_the_leakage_of_a_random_split(smoke_report: Path
     assert m["leakage_lesson"]["accuracy_gap"] == pytest.approx(
         m["leakage_lesson"]["random per file"]["accuracy"] - m["leakage_lesson"]["group-aware"]["accuracy"]
     )
+
+
+def test_baseline_notebook_records_structure_and_scores(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "02_baseline_cnn")
+    assert m["receptive_field"] == 46  # four conv3-pool2 blocks (see tests/test_models.py)
+    p = m["parameters"]
+    assert p["fully_connected"] < p["total"] and p["share_fully_connected"] > 0.5
+    t = m["test"]
+    assert t["n"] > 0 and t["accuracy_ci95"][0] <= t["accuracy"] <= t["accuracy_ci95"][1]
+    assert sum(m["error_pairs"].values()) == round(t["n"] * (1 - t["accuracy"]))
+    assert (smoke_report / "runs" / "02_baseline" / "best.pt").is_file()

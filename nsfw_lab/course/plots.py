@@ -50,3 +50,45 @@ def counts_table(report: dict) -> tuple[list[str], list[list[int]]]:
     """Classes and their train/val/test counts from a curation report."""
     classes = list(report["counts"])
     return classes, [[report["counts"][c][s] for s in ("train", "val", "test")] for c in classes]
+
+
+def confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> Any:
+    """Row-normalised confusion matrix (rows = true class) with the counts written in each cell."""
+    m = np.asarray(cm, dtype=float)
+    share = m / np.maximum(1, m.sum(1, keepdims=True))
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def top_errors(predictions: list[dict[str, str]], classes: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The ``k`` most confident mistakes from a ``predictions_<split>.csv`` (path, label, prediction, prob_*)."""
+    wrong = [
+        {**r, "confidence": float(r[f"prob_{r['prediction']}"])} for r in predictions if r["label"] != r["prediction"]
+    ]
+    return sorted(wrong, key=lambda r: -r["confidence"])[:k]
+
+
+def error_grid(root: Path, errors: list[dict[str, Any]], title: str, cols: int = 6) -> Any:
+    """Images of ``errors`` (from :func:`top_errors`) titled ``true → predicted (confidence)``."""
+    n = max(1, len(errors))
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, e in zip(axes.flat, errors, strict=False):
+        with Image.open(Path(root) / e["path"]) as im:
+            ax.imshow(im.convert("RGB"))
+        ax.set_title(f"{e['label']} → {e['prediction']}\n{e['confidence']:.2f}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

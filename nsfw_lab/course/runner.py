@@ -113,7 +113,16 @@ def to_html(executed: Path, dest: Path) -> None:
 
 
 def write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
-    """``summary.json`` and ``index.html`` linking every notebook's HTML, executed copy and metrics."""
+    """``summary.json`` and ``index.html`` linking every notebook's HTML, executed copy and metrics.
+
+    Notebooks not run this time (``--only``) keep their previous entry."""
+    import json
+
+    previous = out / "summary.json"
+    if previous.is_file():
+        ran = {r.notebook for r in results}
+        kept = [NotebookResult(**n) for n in json.loads(previous.read_text())["notebooks"] if n["notebook"] not in ran]
+        results = sorted(kept + results, key=lambda r: r.notebook)
     atomic_write_json(out / "summary.json", {"profile": profile, "notebooks": [asdict(r) for r in results]})
     rows = []
     for r in results:

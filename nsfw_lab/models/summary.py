@@ -41,3 +41,19 @@ def layer_table(model: nn.Module, input_size: int, depth: int = 2) -> list[dict]
             h.remove()
         model.train(was_training)
     return rows
+
+
+def receptive_field(model: nn.Module) -> list[dict]:
+    """Receptive field (px of the input seen by one unit) and stride after each conv/pool layer, in forward
+    order; for plain sequential feature extractors such as :class:`~nsfw_lab.models.ConvPoolFC`."""
+    rf, jump, rows = 1, 1, []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            d = getattr(m, "dilation", 1)
+            d = d if isinstance(d, int) else d[0]
+            rf += (k - 1) * d * jump
+            jump *= s
+            rows.append({"layer": name, "type": type(m).__name__, "receptive_field": rf, "stride": jump})
+    return rows
