@@ -66,3 +66,12 @@ def test_baseline_notebook_records_structure_and_scores(smoke_report: Path) -> N
     assert t["n"] > 0 and t["accuracy_ci95"][0] <= t["accuracy"] <= t["accuracy_ci95"][1]
     assert sum(m["error_pairs"].values()) == round(t["n"] * (1 - t["accuracy"]))
     assert (smoke_report / "runs" / "02_baseline" / "best.pt").is_file()
+
+
+def test_residual_notebook_records_the_experiment(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "01_residual_learning")
+    assert m["sensitivity"]["ratio"] == pytest.approx(51)
+    depths = set(m["final_train_loss"]["plain"])
+    assert depths == set(m["final_train_loss"]["residual v1"]) == set(m["final_test_acc"]["pre-activation v2"])
+    assert len(depths) >= 2 and all(v > 0 for v in m["grad_norm_spread_at_init"].values())
+    assert len(m["figures"]) == 3
