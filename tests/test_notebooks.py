@@ -75,3 +75,31 @@ def test_residual_notebook_records_the_experiment(smoke_report: Path) -> None:
     assert depths == set(m["final_train_loss"]["residual v1"]) == set(m["final_test_acc"]["pre-activation v2"])
     assert len(depths) >= 2 and all(v > 0 for v in m["grad_norm_spread_at_init"].values())
     assert len(m["figures"]) == 3
+
+
+def test_resnet_notebook_compares_recipes_and_batches(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "03_resnet_finetune")
+    assert m["weights"] == {"resnet50": "none", "resnet101": "none"}  # smoke: no ImageNet weights
+    runs = m["runs"]
+    assert set(runs) == {"resnet50, one stage", "resnet50, two-stage", "resnet101, two-stage",
+                         "resnet50, one stage, batch 4 x 16"}  # fmt: skip
+    assert runs["resnet50, two-stage"]["best"]["stage"] in (0, 1)
+    for r in runs.values():
+        assert r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
+    cfg = json.loads((smoke_report / "runs" / "03_r50_big_batch" / "config.json").read_text())
+    assert cfg["resolved"]["accum"] == 4 and cfg["resolved"]["lr"] == pytest.approx(4e-3)
+    two = [json.loads(line) for line in (smoke_report / "runs" / "03_r50_two_stage" / "metrics.jsonl").open()]
+    assert [h["stage_name"] for h in two] == ["full", "refine"]
+
+
+def test_pick_weights_says_what_it_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsfw_lab.config import get_profile
+    from nsfw_lab.course.experiments import pick_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    w, note = pick_weights(get_profile("gpu"), "resnet50")
+    assert w == "none" and "resnet50-11ad3fa6.pth is missing" in note and "random weights" in note
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(b"x")
+    assert pick_weights(get_profile("gpu"), "resnet50")[0] == "imagenet"
+    assert pick_weights(get_profile("cpu"), "resnet50")[0] == "none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -90,5 +91,21 @@ def error_grid(root: Path, errors: list[dict[str, Any]], title: str, cols: int =
             ax.imshow(im.convert("RGB"))
         ax.set_title(f"{e['label']} → {e['prediction']}\n{e['confidence']:.2f}", fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(histories: dict[str, list[dict[str, Any]]], key: str, title: str) -> Any:
+    """``key`` (e.g. ``val_macro_f1``) per global epoch for several runs; stage boundaries dotted."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for name, h in histories.items():
+        ax.plot([r["global_epoch"] for r in h], [r[key] for r in h], marker="o", label=name)
+        for a, b in pairwise(h):
+            if b["stage"] != a["stage"]:
+                ax.axvline(a["global_epoch"] + 0.5, ls=":", color="grey")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,56 @@
+"""What several notebooks do with the engine: pick the weights a profile asks for, train (or reuse) a run,
+test it once, and summarise runs side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nsfw_lab.config import Profile
+from nsfw_lab.evaluate import evaluate_run
+from nsfw_lab.models import imagenet_file
+from nsfw_lab.train import TrainConfig, fit
+
+
+def pick_weights(profile: Profile, model: str) -> tuple[str, str]:
+    """``("imagenet", note)`` when the profile asks for ImageNet weights and the file is in the torch cache,
+    else ``("none", note)``; the note says plainly what the choice means for the comparison."""
+    if profile.weights == "imagenet":
+        path = imagenet_file(model)
+        if path.is_file():
+            return "imagenet", f"{model}: ImageNet weights from {path}."
+        return "none", (
+            f"{model}: the profile asks for ImageNet weights but {path} is missing, so the model starts from "
+            "random weights. Expect much lower scores and slower learning than a real fine-tune; comparisons "
+            "between architectures then mostly measure how fast each trains from scratch."
+        )
+    return "none", (
+        f"{model}: random initial weights (profile {profile.name} does not use ImageNet weights). The comparison "
+        "is between architectures trained from scratch on little data, not between fine-tuned models."
+    )
+
+
+def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
+    """Train ``cfg`` (reusing a finished or interrupted run in ``cfg.out``) and evaluate its best epoch on test."""
+    if not cfg.resume:
+        from dataclasses import replace
+
+        cfg = replace(cfg, resume=True)
+    result = fit(cfg)
+    test = evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
+    keep = ("accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "balanced_accuracy", "n", "latency_ms_batch1")
+    return {"history": result.history, "best": result.best, "test": {k: test[k] for k in keep}, "eval": test}
+
+
+def summary_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One table row: test accuracy and macro-F1 with CIs, best epoch, training images/s."""
+    t = r["test"]
+    speeds = [h["images_per_s"] for h in r["history"] if h.get("images_per_s")]
+    return {
+        "run": name,
+        "test accuracy": round(t["accuracy"], 4),
+        "accuracy 95% CI": [round(v, 3) for v in t["accuracy_ci95"]],
+        "test macro-F1": round(t["macro_f1"], 4),
+        "macro-F1 95% CI": [round(v, 3) for v in t["macro_f1_ci95"]],
+        "best epoch": f"{r['best'].get('stage', 0)}:{r['best'].get('epoch')}",
+        "train images/s": round(sum(speeds) / len(speeds), 1) if speeds else None,
+    }
