@@ -103,3 +103,12 @@ def test_pick_weights_says_what_it_does(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(b"x")
     assert pick_weights(get_profile("gpu"), "resnet50")[0] == "imagenet"
     assert pick_weights(get_profile("cpu"), "resnet50")[0] == "none"
+
+
+def test_inception_notebook_records_its_flags_and_reads_the_resnets(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "04_inception_v3")
+    inc = m["inception"]
+    assert inc["image_size"] == 75 and inc["arch_kwargs"] == {"transform_input": False, "aux_logits": False}
+    assert inc["accuracy_ci95"][0] <= inc["accuracy"] <= inc["accuracy_ci95"][1]
+    html = (smoke_report / "html" / "04_inception_v3.html").read_text()
+    assert "InceptionOutputs" in html and "resnet101, two-stage" in html  # notebook 03's runs were read
