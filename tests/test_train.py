@@ -24,20 +24,19 @@ from nsfw_lab.train.loop import Running, Step, train_epoch
 from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
 
 HELPER = Path(__file__).parent / "helpers" / "kill_train.py"
+
+
+def _flags(**options: object) -> list[str]:
+    """``nsfw-lab train`` flags from keyword options (``batch_size=16`` -> ``--batch-size 16``; lists spread)."""
+    out: list[str] = []
+    for k, v in options.items():
+        out.append("--" + k.replace("_", "-"))
+        out += [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+    return out
+
+
 TINY = [
-    "--model",
-    "baseline",
-    "--image-size",
-    "32",
-    "--cnn-widths",
-    "8",
-    "16",
-    "--cnn-hidden",
-    "32",
-    "--lr",
-    "0.05",
-    "--workers",
-    "0",
+    *_flags(model="baseline", image_size=32, cnn_widths=(8, 16), cnn_hidden=32, lr=0.05, workers=0),
     "--no-progress",
 ]
 
@@ -92,25 +91,9 @@ def test_baseline_learns_the_proxy_well_above_chance(default_curated: Path, tmp_
 def test_two_stage_recipe_freezes_and_lowers_the_lr(small_curated: Path, tmp_path: Path) -> None:
     out = tmp_path / "two"
     p = _train(
-        "--data",
-        str(small_curated),
-        "--out",
-        str(out),
+        *_flags(data=small_curated, out=out, batch_size=16, epochs=2, recipe="two-stage", refine_epochs=1),
         *TINY,
-        "--batch-size",
-        "16",
-        "--epochs",
-        "2",
-        "--recipe",
-        "two-stage",
-        "--refine-epochs",
-        "1",
-        "--freeze-stages",
-        "1",
-        "--refine-lr-factor",
-        "0.1",
-        "--schedule",
-        "step",
+        *_flags(freeze_stages=1, refine_lr_factor=0.1, schedule="step"),
     )
     assert p.returncode == 0, p.stderr
     h = _history(out)
@@ -120,17 +103,9 @@ def test_two_stage_recipe_freezes_and_lowers_the_lr(small_curated: Path, tmp_pat
     best_stage1 = max(h[:2], key=lambda r: r["val_macro_f1"])
     # stage 2 started from stage 1's best weights with the first conv block frozen: those never moved
     ref = _train(
-        "--data",
-        str(small_curated),
-        "--out",
-        str(tmp_path / "one"),
+        *_flags(data=small_curated, out=tmp_path / "one"),
         *TINY,
-        "--batch-size",
-        "16",
-        "--epochs",
-        str(best_stage1["epoch"]),
-        "--schedule",
-        "step",
+        *_flags(batch_size=16, epochs=best_stage1["epoch"], schedule="step"),
     )
     assert ref.returncode == 0, ref.stderr
     stage1 = _weights(tmp_path / "one" / "last.pt")
@@ -141,22 +116,8 @@ def test_two_stage_recipe_freezes_and_lowers_the_lr(small_curated: Path, tmp_pat
 def _resume_args(data: Path) -> list[str]:
     return [
         *TINY,
-        "--data",
-        str(data),
-        "--batch-size",
-        "16",
-        "--epochs",
-        "2",
-        "--recipe",
-        "two-stage",
-        "--refine-epochs",
-        "1",
-        "--freeze-stages",
-        "1",
-        "--save-every",
-        "1",
-        "--warmup-epochs",
-        "0.5",
+        *_flags(data=data, batch_size=16, epochs=2, recipe="two-stage", refine_epochs=1, freeze_stages=1),
+        *_flags(save_every=1, warmup_epochs=0.5),
     ]
 
 

@@ -1,11 +1,13 @@
-"""What several notebooks do with the engine: pick the weights a profile asks for, train (or reuse) a run,
-test it once, and summarise runs side by side."""
+"""What several notebooks do: start (profile, report, data, title label), pick the weights a profile asks
+for, train (or reuse) a run, test it once, and summarise runs side by side."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from nsfw_lab.config import Profile
+from nsfw_lab.course.report import Report
 from nsfw_lab.evaluate import evaluate_run
 from nsfw_lab.models import imagenet_file
 from nsfw_lab.train import TrainConfig, fit
@@ -54,3 +56,24 @@ def summary_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
         "best epoch": f"{r['best'].get('stage', 0)}:{r['best'].get('epoch')}",
         "train images/s": round(sum(speeds) / len(speeds), 1) if speeds else None,
     }
+
+
+class Session(NamedTuple):
+    """What every data notebook starts with."""
+
+    profile: Profile
+    report: Report
+    data: Path
+    label: str  # "<dataset>, profile <name>": goes into every title
+
+
+def start(notebook: str, profile: str, data_dir: str | None, report_dir: str | None, seed: int = 0) -> Session:
+    """The profile, the notebook's :class:`Report`, the curated data (the proxy is generated if missing)
+    and the label for titles."""
+    from nsfw_lab.config import get_profile
+    from nsfw_lab.data.prepare import prepare
+
+    p = get_profile(profile)
+    data = prepare(profile, Path(data_dir) if data_dir else None, seed=seed)
+    dataset = "synthetic proxy" if data_dir is None else Path(data_dir).name
+    return Session(p, Report(notebook, profile, report_dir), data, f"{dataset}, profile {profile}")

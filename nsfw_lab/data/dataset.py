@@ -78,6 +78,13 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def loader_workers(requested: int | None = None) -> int:
+    """``requested``, else ``NSFW_LAB_WORKERS``, else up to 8 but one core left for the main process."""
+    if requested is not None:
+        return requested
+    return int(os.environ.get("NSFW_LAB_WORKERS", min(8, max(0, default_workers() - 1))))
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -90,9 +97,7 @@ def make_loader(
     """A DataLoader with sensible defaults: shuffled (seeded) for training, worker count from the
     machine (override with ``NSFW_LAB_WORKERS``), pinned memory and prefetching on CUDA, persistent
     workers when there are workers."""
-    if workers is None:
-        workers = min(8, max(0, default_workers() - 1))
-        workers = int(os.environ.get("NSFW_LAB_WORKERS", workers))
+    workers = loader_workers(workers)
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(

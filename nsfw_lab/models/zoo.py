@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -183,13 +184,5 @@ def model_from_spec(spec: dict[str, Any]) -> NsfwModel:
     model = build_model(spec["name"], spec["num_classes"], "none", spec["input_size"])
     if spec["name"] == "inception_v3":
         model.net.transform_input = bool(a.get("transform_input", False))
-    model.spec = ModelSpec(
-        **{
-            **model.spec.to_dict(),
-            "weights": spec["weights"],
-            "arch_kwargs": a,
-            "stages": model.spec.stages,
-            "head": model.spec.head,
-        }
-    )
+    model.spec = replace(model.spec, weights=spec["weights"], arch_kwargs=a)
     return model

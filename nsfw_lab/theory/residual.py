@@ -45,7 +45,6 @@ class Block(nn.Module):
         self.residual, self.preact = residual, preact
         self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
         self.bn1, self.bn2 = nn.BatchNorm1d(width), nn.BatchNorm1d(width)
-        self.branch_ratio = 0.0  # ||F(x)|| / ||x|| of the last forward pass
 
     def branch(self, x: Tensor) -> Tensor:
         """F(x), the residual branch."""
@@ -54,8 +53,10 @@ class Block(nn.Module):
         return self.bn2(self.fc2(torch.relu(self.bn1(self.fc1(x)))))
 
     def forward(self, x: Tensor) -> Tensor:
-        f = self.branch(x)
-        self.branch_ratio = float(f.detach().norm() / x.detach().norm().clamp_min(1e-12))
+        return self.combine(x, self.branch(x))
+
+    def combine(self, x: Tensor, f: Tensor) -> Tensor:
+        """The block's output from its input and its branch."""
         if not self.residual:
             return torch.relu(f)
         return x + f if self.preact else torch.relu(x + f)
@@ -75,6 +76,17 @@ class DeepNet(nn.Module):
         for b in self.blocks:
             x = b(x)
         return self.head(x)
+
+
+@torch.no_grad()
+def branch_ratios(model: DeepNet, x: Tensor) -> list[float]:
+    """||F(x)|| / ||x|| of every block for the batch ``x``, in the model's current mode."""
+    ratios, h = [], model.stem(x)
+    for b in model.blocks:
+        f = b.branch(h)
+        ratios.append(float(f.norm() / h.norm().clamp_min(1e-12)))
+        h = b.combine(h, f)
+    return ratios
 
 
 def gradient_norms(model: DeepNet, data: Digits) -> list[float]:
@@ -131,7 +143,7 @@ def depth_study(depths: list[int], epochs: int, seed: int = 0, width: int = 32) 
             init = gradient_norms(net, data)
             curve = train_curve(net, data, epochs, seed=seed)
             out[kind][d] = {**curve, "grad_norm_init": init, "grad_norm_trained": gradient_norms(net, data),
-                            "branch_ratio": [b.branch_ratio for b in net.blocks]}  # fmt: skip
+                            "branch_ratio": branch_ratios(net, data.x_train)}  # fmt: skip
     return out
 
 

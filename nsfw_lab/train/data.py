@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from nsfw_lab.data.dataset import CuratedImageDataset, make_loader
+from nsfw_lab.data.dataset import CuratedImageDataset, loader_workers, make_loader
 from nsfw_lab.data.transforms import eval_transform, train_transform
-from nsfw_lab.parallel import default_workers
 from nsfw_lab.train.config import TrainConfig
 from nsfw_lab.train.distributed import Dist
 from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
-
-
-def loader_workers(requested: int | None) -> int:
-    """``--workers``, else ``NSFW_LAB_WORKERS``, else up to 8 but one core left for the main process."""
-    if requested is not None:
-        return requested
-    return int(os.environ.get("NSFW_LAB_WORKERS", min(8, max(0, default_workers() - 1))))
 
 
 def train_val_datasets(
@@ -50,6 +41,4 @@ def make_train_loader(ds: SeededDataset, c: TrainConfig, d: Dist, device: torch.
 def make_val_loader(ds: CuratedImageDataset, c: TrainConfig, d: Dist, device: torch.device) -> DataLoader:
     """This process's share of the validation split (every image on exactly one process)."""
     part = Subset(ds, range(d.rank, len(ds), d.world_size))
-    return make_loader(
-        part, c.batch_size, train=False, seed=c.seed, workers=loader_workers(c.workers), device=device.type
-    )
+    return make_loader(part, c.batch_size, train=False, seed=c.seed, workers=c.workers, device=device.type)
