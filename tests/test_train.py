@@ -263,6 +263,7 @@ def test_effective_batch_and_linear_lr_scaling() -> None:
         (["--momentum", "-1"], "--momentum must be >= 0"),
         (["--weight-decay", "-1"], "--weight-decay must be >= 0"),
         (["--cnn-hidden", "0"], "--cnn-hidden must be >= 1"),
+        (["--augment", "blur"], "argument --augment: invalid choice: 'blur'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(

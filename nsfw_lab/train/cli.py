@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nsfw_lab.data.augment import AUGMENTATIONS
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.train.config import AMP, OPTIMIZERS, PRESETS, RECIPES, SCHEDULES, SELECT, TrainConfig
 
@@ -57,6 +58,13 @@ def add_parser(sub: Any) -> None:
     opt("--label-smoothing", "label smoothing of the training loss", type=float)
     opt("--class-weighting", "balanced: inverse-frequency loss weights", choices=("none", "balanced"))
     opt("--crop-scale", "RandomResizedCrop area range", type=float, nargs=2, metavar=("MIN", "MAX"))
+    opt(
+        "--augment",
+        "extra augmentations after crop and flip, in order (see nsfw_lab.data.augment)",
+        nargs="+",
+        choices=list(AUGMENTATIONS),
+        metavar="NAME",
+    )
     opt("--recipe", "single stage, or the article's full fine-tune then freeze-and-refine", choices=RECIPES)
     opt("--freeze-stages", "stages frozen (stem, layer1..4) in the refine stage, or in the single stage", type=int)
     opt("--refine-epochs", "epochs of the refine stage (default: a third of --epochs)", type=int)

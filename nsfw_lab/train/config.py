@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from nsfw_lab.data.augment import check_names
 from nsfw_lab.errors import NsfwLabError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -55,6 +56,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weighting: str = "none"
     crop_scale: tuple[float, float] = (0.35, 1.0)
+    augment: tuple[str, ...] = ()
     freeze_stages: int = 0
     recipe: str = "single"
     refine_epochs: int | None = None
@@ -176,6 +178,7 @@ def validate(c: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise NsfwLabError(msg)
+    check_names(c.augment)
 
 
 @dataclass(frozen=True)

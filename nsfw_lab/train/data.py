@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from nsfw_lab.data.augment import augmentations
 from nsfw_lab.data.dataset import CuratedImageDataset, loader_workers, make_loader
 from nsfw_lab.data.transforms import eval_transform, train_transform
 from nsfw_lab.train.config import TrainConfig
@@ -15,10 +16,12 @@ from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
 
 
 def train_val_datasets(
-    data: Path, size: int, crop_scale: tuple[float, float]
+    data: Path, size: int, crop_scale: tuple[float, float], augment: tuple[str, ...] = ()
 ) -> tuple[SeededDataset, CuratedImageDataset]:
-    """The train split with seeded augmentation and the val split with the eval transform (both uint8)."""
-    train = SeededDataset(CuratedImageDataset(data, "train"), train_transform(size, scale=crop_scale, normalize=False))
+    """The train split with seeded augmentation (crop, flip, then ``augment`` by name) and the val split with
+    the eval transform (both uint8)."""
+    tf = train_transform(size, scale=crop_scale, extra=augmentations(augment), normalize=False)
+    train = SeededDataset(CuratedImageDataset(data, "train"), tf)
     return train, CuratedImageDataset(data, "val", eval_transform(size, normalize=False))
 
 

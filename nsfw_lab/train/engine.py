@@ -160,7 +160,7 @@ def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Pa
     if c.freeze_stages > len(model.spec.stages):
         n = len(model.spec.stages)
         raise NsfwLabError(f"--freeze-stages {c.freeze_stages}: {model.spec.name} has {n} stages (0..{n})")
-    train_ds, val_ds = train_val_datasets(data, model.spec.input_size, c.crop_scale)
+    train_ds, val_ds = train_val_datasets(data, model.spec.input_size, c.crop_scale, c.augment)
     trainer = Trainer(c, r, d, device, run, model, classes)
     trainer.setup_data(train_ds, val_ds, data)  # every check passed: only now does the run folder appear
     if d.main:
