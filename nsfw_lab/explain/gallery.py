@@ -1,0 +1,70 @@
+"""Test mistakes grouped by confusion pair, with Grad-CAM maps for the predicted and the true class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nsfw_lab.data.transforms import eval_transform
+from nsfw_lab.explain.cam import GradCam, cam_layer
+from nsfw_lab.runs import LoadedRun
+
+# The confusions the real data is known for (label noise and near-identical content) come first.
+FIRST_PAIRS: tuple[tuple[str, str], ...] = (("porn", "sexy"), ("sexy", "porn"), ("hentai", "drawings"),
+                                            ("drawings", "hentai"))  # fmt: skip
+
+
+def error_pairs(predictions: list[dict[str, str]], per_pair: int) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """``{(true, predicted): mistakes}`` from a ``predictions_<split>.csv``: the known-confusable pairs first,
+    then the others by how often they occur; within a pair the most confident mistakes first, ``per_pair`` kept.
+    Each mistake gets ``confidence`` (the predicted class's probability) and ``count`` (the pair's size)."""
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in predictions:
+        if r["label"] != r["prediction"]:
+            conf = float(r[f"prob_{r['prediction']}"])
+            pairs.setdefault((r["label"], r["prediction"]), []).append({**r, "confidence": conf})
+
+    def order(p: tuple[str, str]) -> tuple[int, int]:
+        return (FIRST_PAIRS.index(p) if p in FIRST_PAIRS else len(FIRST_PAIRS), -len(pairs[p]))
+
+    out = {}
+    for p in sorted(pairs, key=order):
+        rows = sorted(pairs[p], key=lambda r: -r["confidence"])
+        out[p] = [{**r, "count": len(rows)} for r in rows[:per_pair]]
+    return out
+
+
+def load_images(root: Path, rows: Sequence[dict[str, Any]], size: int) -> torch.Tensor:
+    """``(N, 3, size, size)`` uint8: the rows' images through the one eval transform (what the model saw)."""
+    tf = eval_transform(size, normalize=False)
+    out = []
+    for r in rows:
+        with Image.open(Path(root) / r["path"]) as im:
+            out.append(tf(im.convert("RGB")))
+    return torch.stack(out)
+
+
+def mistake_cams(run: LoadedRun, root: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Images of ``rows`` with a CAM for the predicted class and one for the true class (``(N, H, W)`` each),
+    from the layer :func:`nsfw_lab.explain.cam.cam_layer` picks for the run's input size."""
+    images = load_images(root, rows, run.image_size)
+    idx = {c: i for i, c in enumerate(run.classes)}
+    layer = cam_layer(run.model, run.image_size)
+    with GradCam(run.model, layer) as cam:
+        predicted = cam(images, [idx[r["prediction"]] for r in rows])
+        true = cam(images, [idx[r["label"]] for r in rows])
+    return {"images": images, "cam_predicted": predicted, "cam_true": true, "rows": list(rows), "layer": layer}
+
+
+def cam_mass_centre(cams: np.ndarray, border: float = 0.15) -> float:
+    """Share of CAM mass inside the central region (excluding a ``border`` fraction on each side)."""
+    h, w = cams.shape[-2:]
+    bh, bw = round(h * border), round(w * border)
+    total = cams.sum(axis=(-2, -1))
+    inner = cams[..., bh : h - bh, bw : w - bw].sum(axis=(-2, -1))
+    return float(np.mean(inner / np.maximum(total, 1e-12)))
