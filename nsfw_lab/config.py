@@ -50,7 +50,7 @@ class Profile:
     image_size: int  # model input for small CPU models (the big models use their own size)
     epochs: int
     batch_size: int
-    max_steps: int | None  # cap on optimiser steps per run (None = no cap)
+    max_steps: int | None  # cap on optimiser steps per run of the large models (None = no cap)
     seeds: tuple[int, ...]  # seeds for repeated experiments (ablations)
     device: str  # "auto" picks CUDA when present
     weights: str  # "imagenet" when the weights can be had, else "none"
@@ -65,7 +65,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke",
-        per_class=40,
+        per_class=100,
         proxy_px=64,
         short_side=64,
         image_size=56,

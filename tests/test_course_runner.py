@@ -14,7 +14,7 @@ from nsfw_lab.course.hygiene import problems
 from nsfw_lab.course.runner import run_study
 
 PARAMS = """PROFILE: str = "cpu"  # run profile: smoke, cpu or gpu
-DATA_DIR: "Optional[str]" = None  # curated data; None = the proxy (quoted: papermill reads the type)
+DATA_DIR: "Optional[str]" = None  # curated data; None: the proxy (quoted: papermill reads the type)
 DEVICE: str = "auto"  # auto, cpu or cuda
 REPORT_DIR: "Optional[str]" = None  # where metrics and figures go
 """
@@ -99,6 +99,10 @@ def test_hygiene_rules_catch_each_problem(tmp_path: Path) -> None:
     nb.cells[2].metadata["tags"] = ["parameters"]
     nbformat.write(nb, two)
     assert problems(two) == ["2 cells tagged parameters (need exactly 1)"]
+    eq = PARAMS + "SIZE: int = 64  # input px; None = the profile's\n"  # a second '=' hides SIZE from papermill
+    assert problems(_notebook(tmp_path / "eq.ipynb", eq)) == [
+        "parameter SIZE: papermill cannot read this line (one '=' per line, none in the comment)"
+    ]
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)

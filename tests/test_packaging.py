@@ -133,3 +133,10 @@ def test_generated_data_is_ignored() -> None:
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "data/*" in ignore and "!data/README.md" in ignore and ".venv/" in ignore
     assert (ROOT / "data" / "README.md").is_file()
+
+
+def test_progress_bars_can_render_as_widgets_in_jupyterlab() -> None:
+    # tqdm.auto picks widget bars in a notebook only when ipywidgets is importable (else text + a warning)
+    from tqdm import notebook
+
+    assert notebook.IProgress is not None

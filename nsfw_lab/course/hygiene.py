@@ -57,4 +57,21 @@ def problems(path: Path) -> list[str]:
         if "#" not in lines[node.lineno - 1]:
             out.append(f"parameter {name} has no comment")
     out += [f"parameter {n} is missing" for n in COMMON if n not in names]
+    out += [f"parameter {n}: papermill cannot read this line (one '=' per line, none in the comment)"
+            for n in sorted(set(names) - papermill_names(nb))]  # fmt: skip
     return out
+
+
+def papermill_names(nb: object) -> set[str]:
+    """The parameter names papermill's own inspector reads from the parameters cell (it skips lines it
+    cannot parse, e.g. with a second ``=`` in the comment, and then warns "unknown parameter" on every run)."""
+    import logging
+
+    from papermill.translators import PythonTranslator
+
+    logging.getLogger("papermill.translators").disabled = True
+    try:
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))  # type: ignore[attr-defined]
+        return {p.name for p in PythonTranslator.inspect(cell)}
+    finally:
+        logging.getLogger("papermill.translators").disabled = False

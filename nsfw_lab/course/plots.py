@@ -109,3 +109,95 @@ def curves(histories: dict[str, list[dict[str, Any]]], key: str, title: str) -> 
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def ablation(rows: list[dict[str, Any]], summary: list[dict[str, Any]], title: str) -> Any:
+    """Left: each augmentation's score per seed (dots) and mean ± 95% CI; right: the paired difference to the
+    base with its interval (the zero line = no effect)."""
+    metric = summary[0]["metric"]
+    names = [s["augmentation"] for s in summary]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.5 * len(names) + 1.8), sharey=True)
+    for i, s in enumerate(summary):
+        dots = [r[metric] for r in rows if r["augmentation"] == s["augmentation"]]
+        a.scatter(dots, [i] * len(dots), color="#999999", s=14, zorder=2)
+        if s["ci95"] is not None:
+            a.errorbar(s["mean"], i, xerr=[[s["mean"] - s["ci95"][0]], [s["ci95"][1] - s["mean"]]], fmt="none",
+                       color="#4c72b0", capsize=4)  # fmt: skip
+        a.plot(s["mean"], i, "o", color="#4c72b0", zorder=3)
+        if "delta" in s:
+            ci = s["delta_ci95"]
+            color = {"helps": "#55a868", "hurts": "#c44e52"}.get(s["verdict"], "#4c72b0")
+            if ci is not None:
+                b.errorbar(s["delta"], i, xerr=[[s["delta"] - ci[0]], [ci[1] - s["delta"]]], fmt="none", color=color,
+                           capsize=4)  # fmt: skip
+            b.plot(s["delta"], i, "o", color=color)
+    a.set_yticks(range(len(names)), names)
+    a.invert_yaxis()
+    a.set_xlabel(f"{metric} (dots: seeds; bar: 95% CI of the mean)")
+    b.axvline(0, color="black", lw=0.8)
+    b.set_xlabel(f"{metric} minus base, same seed (95% CI)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def cam_gallery(found: dict[str, Any], title: str) -> Any:
+    """One column per mistake: the image, the CAM for the predicted class, the CAM for the true class."""
+    from nsfw_lab.explain.cam import overlay
+
+    rows = found["rows"]
+    fig, axes = plt.subplots(3, len(rows), figsize=(2.1 * len(rows) + 1.2, 6.6), squeeze=False)
+    for j, r in enumerate(rows):
+        img = found["images"][j]
+        axes[0, j].imshow(img.permute(1, 2, 0).numpy())
+        axes[0, j].set_title(f"{r['label']} → {r['prediction']}\n{r['confidence']:.2f}", fontsize=8)
+        axes[1, j].imshow(overlay(img, found["cam_predicted"][j]))
+        axes[2, j].imshow(overlay(img, found["cam_true"][j]))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i, text in enumerate(("image", "CAM: predicted", "CAM: true class")):
+        axes[i, 0].set_ylabel(text, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_examples(data: Path, names: Sequence[str], size: int, seed: int, title: str, draws: int = 3) -> Any:
+    """One training image (the first of the class with the motif fully visible) after the base crop and flip
+    (top row), then after each augmentation in ``names`` (a row each, ``draws`` random draws)."""
+    import torch
+
+    from nsfw_lab.data.augment import augmentations
+    from nsfw_lab.data.dataset import CuratedImageDataset
+    from nsfw_lab.data.transforms import train_transform
+
+    ds = CuratedImageDataset(data, "train")
+    i = next((k for k, t in enumerate(ds.targets) if ds.classes[t] == "porn"), 0)
+    img = ds[i][0]
+    rows = ["base (crop + flip)", *names]
+    fig, axes = plt.subplots(len(rows), draws, figsize=(1.7 * draws + 1.6, 1.7 * len(rows)), squeeze=False)
+    for r, name in enumerate(rows):
+        tf = train_transform(size, extra=augmentations([name]) if r else None, normalize=False)
+        for d in range(draws):
+            torch.manual_seed(seed * 1000 + d)  # the same crop in every row: only the augmentation differs
+            axes[r, d].imshow(tf(img).permute(1, 2, 0).numpy())
+            axes[r, d].set_xticks([])
+            axes[r, d].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(rows: list[dict[str, Any]], x: str, y: str, title: str) -> Any:
+    """One labelled point per row: ``x`` (e.g. latency) against ``y`` (e.g. macro-F1)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in rows:
+        ax.scatter(r[x], r[y], s=40)
+        ax.annotate(r["model"], (r[x], r[y]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

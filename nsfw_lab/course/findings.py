@@ -1,0 +1,103 @@
+"""The study's summary table: one line per notebook, its question and what the recorded numbers say.
+
+Every finding is computed from the metrics JSON the notebook wrote (nothing is typed in by hand); a notebook
+that has not run gives "not run".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nsfw_lab.course.report import Report
+from nsfw_lab.errors import NsfwLabError
+
+
+def _ci(ci: list[float] | None) -> str:
+    return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
+def _data(m: dict[str, Any]) -> str:
+    ll, gl = m["leakage_lesson"], m["group_leakage"]["random per file"]
+    return (
+        f"a random per-file split puts {gl['test_share_with_group_in_train']:.0%} of test images next to their "
+        f"group in train and scores {ll['random per file']['accuracy']:.3f} vs {ll['group-aware']['accuracy']:.3f} "
+        f"group-aware ({ll['accuracy_gap']:+.3f})"
+    )
+
+
+def _residual(m: dict[str, Any]) -> str:
+    loss = m["final_train_loss"]
+    deep = max(loss["plain"], key=int)
+    return (
+        f"at depth {deep} the final training loss is {loss['plain'][deep]:.3f} plain vs "
+        f"{loss['residual v1'][deep]:.3f} residual; the 5.1-vs-5 ratio computes to {m['sensitivity']['ratio']:.0f}"
+    )
+
+
+def _baseline(m: dict[str, Any]) -> str:
+    t = m["test"]
+    beats = "above" if t["accuracy_ci95"][0] > 0.2 else "not clearly above"
+    return f"test accuracy {t['accuracy']:.3f}{_ci(t['accuracy_ci95'])}, {beats} chance (0.2)"
+
+
+def _resnets(m: dict[str, Any]) -> str:
+    r = m["runs"]
+    one, two, deep = r["resnet50, one stage"], r["resnet50, two-stage"], r["resnet101, two-stage"]
+    return (
+        f"ResNet-50 macro-F1 {one['macro_f1']:.3f} one stage vs {two['macro_f1']:.3f} two-stage; "
+        f"ResNet-101 two-stage {deep['macro_f1']:.3f}{_ci(deep['macro_f1_ci95'])}"
+    )
+
+
+def _inception(m: dict[str, Any]) -> str:
+    i = m["inception"]
+    return f"macro-F1 {i['macro_f1']:.3f}{_ci(i['macro_f1_ci95'])} at {i['image_size']} px"
+
+
+def _ablation(m: dict[str, Any]) -> str:
+    groups: dict[str, list[str]] = {}
+    for aug, v in m["verdicts"].items():
+        groups.setdefault(v, []).append(aug)
+    return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items())) + f" ({len(m['setup']['seeds'])} seeds)"
+
+
+def _errors(m: dict[str, Any]) -> str:
+    pairs = m["pairs"]
+    top = max(pairs, key=lambda p: pairs[p]["count"]) if pairs else None
+    most = f"; most frequent confusion {top} ({pairs[top]['count']})" if top else "; no test mistakes"
+    return f"best on val: {m['best_model']}{most}"
+
+
+def _comparison(m: dict[str, Any]) -> str:
+    rows = m["comparison"]
+    best = max(rows, key=lambda r: r["test macro-F1"])
+    overlap = [r["model"] for r in rows if r is not best and r["macro-F1 95% CI"][1] >= best["macro-F1 95% CI"][0]]
+    tie = f"; CIs overlap with {', '.join(overlap)}" if overlap else "; CIs separate it from the others"
+    return f"highest test macro-F1: {best['model']} {best['test macro-F1']:.3f}{tie}"
+
+
+FINDINGS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    ("00_data", "How much does a per-file random split inflate the score?", _data),
+    ("01_residual_learning", "Do deep plain nets degrade where residual ones do not?", _residual),
+    ("02_baseline_cnn", "Does the hand-written CNN learn the data?", _baseline),
+    ("03_resnet_finetune", "Freeze-and-refine vs one stage; ResNet-50 vs 101", _resnets),
+    ("04_inception_v3", "InceptionV3 with its auxiliary loss", _inception),
+    ("05_augmentation_ablation", "Do the article's augmentations help?", _ablation),
+    ("06_gradcam_error_analysis", "Where do the best model's mistakes fall?", _errors),
+    ("07_comparison", "Which model is best, and is the difference real?", _comparison),
+)
+
+
+def study_findings(report: Report) -> list[dict[str, str]]:
+    """``[{notebook, question, finding}]`` in notebook order, from the recorded metrics."""
+    out = []
+    for nb, question, read in FINDINGS:
+        try:
+            finding = read(report.read(nb))
+        except NsfwLabError:
+            finding = "not run"
+        except KeyError as e:
+            finding = f"not recorded ({e.args[0]} missing: rerun the notebook)"
+        out.append({"notebook": nb, "question": question, "finding": finding})
+    return out
