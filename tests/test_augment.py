@@ -51,8 +51,8 @@ def test_unknown_or_repeated_names_are_one_line_errors() -> None:
 
 def test_training_pipeline_applies_the_named_augmentation(small_curated: Path) -> None:
     plain, _ = train_val_datasets(small_curated, 32, (1.0, 1.0))
-    rotated, _ = train_val_datasets(small_curated, 32, (1.0, 1.0), ("translation",))
-    a, b, c = plain[(0, 7)][0], rotated[(0, 7)][0], rotated[(0, 7)][0]
+    shifted, _ = train_val_datasets(small_curated, 32, (1.0, 1.0), ("translation",))
+    a, b, c = plain[(0, 7)][0], shifted[(0, 7)][0], shifted[(0, 7)][0]
     assert torch.equal(b, c) and not torch.equal(a, b) and b.dtype == torch.uint8
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nsfw_lab.course.compare import best_on_val, candidates, comparison_row, offer
+from nsfw_lab.course.compare import best_on_val, candidates, comparison_row, offer, paired_difference
 from nsfw_lab.course.findings import study_findings
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
@@ -62,16 +62,40 @@ def test_findings_are_computed_from_the_recorded_metrics(tmp_path: Path) -> None
     Report("02_baseline_cnn", "smoke", tmp_path).record("test", {"accuracy": 0.41, "accuracy_ci95": [0.3, 0.52]})
     r = Report("05_augmentation_ablation", "smoke", tmp_path)
     r.record("verdicts", {"rotation": "hurts", "shear": "no clear effect", "noise": "no clear effect"})
+    r.record("verdicts_val", {"rotation": "no clear effect", "shear": "helps", "noise": "no clear effect"})
     r.record("setup", {"seeds": [0, 1, 2]})
-    Report("07_comparison", "smoke", tmp_path).record(
-        "comparison",
-        [{"model": "A", "test macro-F1": 0.5, "macro-F1 95% CI": [0.4, 0.6]},
-         {"model": "B", "test macro-F1": 0.7, "macro-F1 95% CI": [0.62, 0.8]},
-         {"model": "C", "test macro-F1": 0.65, "macro-F1 95% CI": [0.55, 0.75]}],
-    )  # fmt: skip
+    c = Report("07_comparison", "smoke", tmp_path)
+    c.record("reference", "B")
+    c.record("paired", {"A": {"delta": 0.2, "ci95": [0.05, 0.31]}, "C": {"delta": 0.05, "ci95": [-0.04, 0.12]}})
     Report("04_inception_v3", "smoke", tmp_path).record("other", 1)
     f = {x["notebook"]: x["finding"] for x in study_findings(Report("07_comparison", "smoke", tmp_path))}
     assert f["02_baseline_cnn"] == "test accuracy 0.410 [0.30, 0.52], above chance (0.2)"
-    assert f["05_augmentation_ablation"] == "hurts: rotation; no clear effect: noise, shear (3 seeds)"
-    assert f["07_comparison"] == "highest test macro-F1: B 0.700; CIs overlap with C"
+    assert f["05_augmentation_ablation"] == (
+        "val — helps: shear; no clear effect: noise, rotation. test — hurts: rotation; no clear effect: noise, shear "
+        "(3 seeds)"
+    )
+    assert f["07_comparison"] == (
+        "best on val: B; paired test macro-F1 difference vs A +0.200 [+0.05, +0.31] (differs); "
+        "vs C +0.050 [-0.04, +0.12] (no evidence of a difference)"
+    )
     assert f["00_data"] == "not run" and f["04_inception_v3"] == "not recorded (inception missing: rerun the notebook)"
+
+
+def test_paired_difference_is_paired(tmp_path: Path) -> None:
+    header = "path,label,prediction\n"
+    labels = ["a", "b"] * 20
+    good = [lab for lab in labels]  # always right
+    bad = [lab if i % 4 else "b" for i, lab in enumerate(labels)]  # every other "a" called "b"
+    for name, preds in (("good", good), ("bad", bad), ("other", good)):
+        (tmp_path / name).mkdir()
+        rows = "".join(f"img{i}.jpg,{lab},{p}\n" for i, (lab, p) in enumerate(zip(labels, preds, strict=True)))
+        (tmp_path / name / "predictions_test.csv").write_text(header + rows)
+    d = paired_difference(tmp_path / "good", tmp_path / "bad", n_boot=300)
+    # bad: F1(a) = 2*10 / (2*10 + 10) = 2/3, F1(b) = 2*20 / (2*20 + 10) = 4/5 -> macro-F1 11/15
+    assert d["n"] == 40 and d["delta"] == pytest.approx(1 - 11 / 15)
+    assert 0 < d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+    same = paired_difference(tmp_path / "good", tmp_path / "other", n_boot=50)
+    assert same["delta"] == 0 and same["ci95"] == [0.0, 0.0]  # identical predictions: no difference on any resample
+    (tmp_path / "other" / "predictions_test.csv").write_text(header + "x.jpg,a,a\n")
+    with pytest.raises(NsfwLabError, match="not tested on the same images"):
+        paired_difference(tmp_path / "good", tmp_path / "other")

@@ -41,6 +41,8 @@ def test_cam_points_at_the_evidence_and_flags_an_empty_map() -> None:
         assert m[rows.start : rows.stop, cols.start : cols.stop].sum() == pytest.approx(m.sum())  # all mass inside
     with GradCam(model) as cam, pytest.raises(NsfwLabError, match="empty or non-finite for 2 of 2 images"):
         cam(x, [1, 1])  # no positive evidence: an all-zero CAM is an error, not a figure
+    with GradCam(model) as cam:  # ... unless the caller expects it (the true class of a confident mistake)
+        assert not cam(x, [1, 1], allow_flat=True).any()
 
 
 @pytest.mark.parametrize(("name", "size", "layer"), [("baseline", 64, "features.3.-2"), ("resnet18", 64, "layer3"),

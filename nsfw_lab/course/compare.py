@@ -57,6 +57,36 @@ def best_on_val(found: dict[str, Path]) -> str:
     return max(found, key=lambda n: val_score(found[n]))
 
 
+def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Test macro-F1 of run ``a`` minus run ``b`` on the same test images, with a *paired* bootstrap 95%
+    interval (each resample draws images, both models are scored on them). Overlapping per-model intervals
+    are not a test of a difference; this is."""
+    import numpy as np
+
+    from nsfw_lab.evaluate import bootstrap_ci
+    from nsfw_lab.fsutil import read_csv
+
+    pa, pb = (read_csv(r / "predictions_test.csv") for r in (a, b))
+    if [r["path"] for r in pa] != [r["path"] for r in pb]:
+        raise NsfwLabError(f"{a.name} and {b.name} were not tested on the same images; rerun their evaluation")
+    classes = sorted({r["label"] for r in pa} | {r["prediction"] for r in pa + pb})
+    code = {c: i for i, c in enumerate(classes)}
+    y = np.array([code[r["label"]] for r in pa])
+    both = np.stack([[code[r["prediction"]] for r in pa], [code[r["prediction"]] for r in pb]], axis=1)
+    labels = list(range(len(classes)))
+
+    def delta(yy: np.ndarray, pp: np.ndarray) -> float:
+        return _macro_f1(yy, pp[:, 0], labels) - _macro_f1(yy, pp[:, 1], labels)
+
+    return {"delta": delta(y, both), "ci95": bootstrap_ci(y, both, delta, n_boot, seed), "n": len(y)}
+
+
+def _macro_f1(y: Any, p: Any, labels: list[int]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
+
+
 def cpu_latency_ms(run: Path, repeats: int = 30) -> tuple[float, int]:
     """Median milliseconds of one batch-1 forward pass on the CPU at the model's input size, and its parameters."""
     import torch

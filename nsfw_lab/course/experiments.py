@@ -31,13 +31,31 @@ def pick_weights(profile: Profile, model: str) -> tuple[str, str]:
     )
 
 
+def optimizer_for(weights: str, model: str) -> dict[str, Any]:
+    """The course's optimiser settings: the article's SGD for ImageNet fine-tuning; from scratch, AdamW with a
+    short warm-up (the hand-written CNN: a higher rate, light decay, no warm-up)."""
+    if weights == "imagenet":
+        return dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4)
+    if model == "baseline":
+        return dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4)
+    return dict(optimizer="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=0.5)
+
+
 def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
     """Train ``cfg`` (reusing a finished or interrupted run in ``cfg.out``) and evaluate its best epoch on test."""
-    if not cfg.resume:
-        from dataclasses import replace
+    from dataclasses import replace
 
-        cfg = replace(cfg, resume=True)
-    result = fit(cfg)
+    from nsfw_lab.errors import NsfwLabError
+
+    try:
+        result = fit(replace(cfg, resume=True))
+    except NsfwLabError as e:
+        if "different config" not in str(e):
+            raise
+        raise NsfwLabError(
+            f"{e}. The notebook's settings changed since that run was trained: delete {cfg.out} (or everything: "
+            "`make clean`) and run the notebook again"
+        ) from None
     test = evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
     keep = ("accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "balanced_accuracy", "n", "latency_ms_batch1")
     return {"history": result.history, "best": result.best, "test": {k: test[k] for k in keep}, "eval": test}

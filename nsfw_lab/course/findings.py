@@ -56,10 +56,13 @@ def _inception(m: dict[str, Any]) -> str:
 
 
 def _ablation(m: dict[str, Any]) -> str:
-    groups: dict[str, list[str]] = {}
-    for aug, v in m["verdicts"].items():
-        groups.setdefault(v, []).append(aug)
-    return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items())) + f" ({len(m['setup']['seeds'])} seeds)"
+    def line(verdicts: dict[str, str]) -> str:
+        groups: dict[str, list[str]] = {}
+        for aug, v in verdicts.items():
+            groups.setdefault(v, []).append(aug)
+        return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items()))
+
+    return f"val — {line(m['verdicts_val'])}. test — {line(m['verdicts'])} ({len(m['setup']['seeds'])} seeds)"
 
 
 def _errors(m: dict[str, Any]) -> str:
@@ -70,11 +73,13 @@ def _errors(m: dict[str, Any]) -> str:
 
 
 def _comparison(m: dict[str, Any]) -> str:
-    rows = m["comparison"]
-    best = max(rows, key=lambda r: r["test macro-F1"])
-    overlap = [r["model"] for r in rows if r is not best and r["macro-F1 95% CI"][1] >= best["macro-F1 95% CI"][0]]
-    tie = f"; CIs overlap with {', '.join(overlap)}" if overlap else "; CIs separate it from the others"
-    return f"highest test macro-F1: {best['model']} {best['test macro-F1']:.3f}{tie}"
+    ref, paired = m["reference"], m["paired"]
+    parts = []
+    for name, p in paired.items():
+        lo, hi = p["ci95"]
+        verdict = "differs" if lo > 0 or hi < 0 else "no evidence of a difference"
+        parts.append(f"vs {name} {p['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({verdict})")
+    return f"best on val: {ref}; paired test macro-F1 difference " + "; ".join(parts)
 
 
 FINDINGS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (

@@ -153,6 +153,8 @@ def cam_gallery(found: dict[str, Any], title: str) -> Any:
         axes[0, j].set_title(f"{r['label']} → {r['prediction']}\n{r['confidence']:.2f}", fontsize=8)
         axes[1, j].imshow(overlay(img, found["cam_predicted"][j]))
         axes[2, j].imshow(overlay(img, found["cam_true"][j]))
+        if found["true_flat"][j]:
+            axes[2, j].set_title("no evidence found", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -93,10 +93,12 @@ class GradCam:
                 p.grad = None  # a frozen parameter must not leave with a gradient an optimiser would apply
         self.model.train(self._was_training)
 
-    def __call__(self, images: Tensor, classes: Sequence[int]) -> np.ndarray:
+    def __call__(self, images: Tensor, classes: Sequence[int], allow_flat: bool = False) -> np.ndarray:
         """CAMs ``(N, H, W)`` in [0, 1] at the input size, one per image for the class given with it.
 
-        ``images``: ``(N, 3, H, W)`` uint8 or float in [0, 1] (the model normalises).
+        ``images``: ``(N, 3, H, W)`` uint8 or float in [0, 1] (the model normalises). A flat (all-zero) map
+        raises unless ``allow_flat``: it is legitimate for a class the model found *no* evidence for (e.g. the
+        true class of a confident mistake), never for the class it predicted.
         """
         if self._cam is None:
             raise RuntimeError("use GradCam inside a with block")
@@ -113,13 +115,18 @@ class GradCam:
                 targets = [ClassifierOutputTarget(int(c)) for c in classes[i : i + self.batch_size]]
                 out.append(self._cam(input_tensor=chunk, targets=targets))
         cams = np.concatenate(out) if out else np.zeros((0, *x.shape[-2:]), dtype=np.float32)
-        check(cams, f"{self.model.spec.name} at {self.layer}")
+        check(cams, f"{self.model.spec.name} at {self.layer}", allow_flat)
         return cams
 
 
-def check(cams: np.ndarray, name: str) -> None:
-    """Raise when any CAM is non-finite or flat (an empty gradient, not an explanation)."""
-    bad = [i for i, c in enumerate(cams) if not np.isfinite(c).all() or float(c.max() - c.min()) <= 1e-8]
+def is_flat(cam: np.ndarray) -> bool:
+    """True for a constant map (no positive evidence anywhere, or an empty gradient)."""
+    return float(cam.max() - cam.min()) <= 1e-8
+
+
+def check(cams: np.ndarray, name: str, allow_flat: bool = False) -> None:
+    """Raise when any CAM is non-finite, or flat unless ``allow_flat`` (an empty gradient, not an explanation)."""
+    bad = [i for i, c in enumerate(cams) if not np.isfinite(c).all() or (not allow_flat and is_flat(c))]
     if bad:
         raise NsfwLabError(
             f"{name}: Grad-CAM came back empty or non-finite for {len(bad)} of {len(cams)} images (first: #{bad[0]}); "

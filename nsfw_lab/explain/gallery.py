@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from nsfw_lab.data.transforms import eval_transform
-from nsfw_lab.explain.cam import GradCam, cam_layer
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.explain.cam import GradCam, cam_layer, is_flat
 from nsfw_lab.runs import LoadedRun
 
 # The confusions the real data is known for (label noise and near-identical content) come first.
@@ -44,21 +45,27 @@ def load_images(root: Path, rows: Sequence[dict[str, Any]], size: int) -> torch.
     tf = eval_transform(size, normalize=False)
     out = []
     for r in rows:
-        with Image.open(Path(root) / r["path"]) as im:
+        path = Path(root) / r["path"]
+        if not path.is_file():
+            raise NsfwLabError(f"{path}: missing; the predictions file does not match the curated folder {root}")
+        with Image.open(path) as im:
             out.append(tf(im.convert("RGB")))
     return torch.stack(out)
 
 
 def mistake_cams(run: LoadedRun, root: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Images of ``rows`` with a CAM for the predicted class and one for the true class (``(N, H, W)`` each),
-    from the layer :func:`nsfw_lab.explain.cam.cam_layer` picks for the run's input size."""
+    from the layer :func:`nsfw_lab.explain.cam.cam_layer` picks for the run's input size. The true class's map
+    may be flat (the model saw no evidence for it at all): ``true_flat`` says which."""
     images = load_images(root, rows, run.image_size)
     idx = {c: i for i, c in enumerate(run.classes)}
     layer = cam_layer(run.model, run.image_size)
     with GradCam(run.model, layer) as cam:
         predicted = cam(images, [idx[r["prediction"]] for r in rows])
-        true = cam(images, [idx[r["label"]] for r in rows])
-    return {"images": images, "cam_predicted": predicted, "cam_true": true, "rows": list(rows), "layer": layer}
+        true = cam(images, [idx[r["label"]] for r in rows], allow_flat=True)
+    flat = [is_flat(c) for c in true]
+    return {"images": images, "cam_predicted": predicted, "cam_true": true, "true_flat": flat, "rows": list(rows),
+            "layer": layer}  # fmt: skip
 
 
 def cam_mass_centre(cams: np.ndarray, border: float = 0.15) -> float:
