@@ -9,8 +9,7 @@ The common entry points are importable from the top level (loaded on first use, 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nsfw_lab._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -45,11 +44,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'nsfw_lab' has no attribute {name!r}")
-    module, attr = _LAZY[name]
-    mod = importlib.import_module(module)
-    value = mod if attr is None else getattr(mod, attr)
-    globals()[name] = value  # cache: later lookups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

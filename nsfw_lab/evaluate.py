@@ -45,7 +45,8 @@ def bootstrap_ci(
     return [float(lo), float(hi)]
 
 
-def _macro_f1(y: np.ndarray, p: np.ndarray, labels: list[int]) -> float:
+def macro_f1(y: np.ndarray, p: np.ndarray, labels: list[int]) -> float:
+    """Macro-averaged F1 over ``labels`` (a class never predicted nor present counts 0)."""
     return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
 
 
@@ -70,15 +71,15 @@ def classification_metrics(
         pr[c] = float(average_precision_score(pos, probs[:, k])) if ok else None
     valid = [v for v in roc.values() if v is not None]
     valid_pr = [v for v in pr.values() if v is not None]
-    macro_f1 = lambda a, b: _macro_f1(a, b, labels)  # noqa: E731
+    f1 = lambda a, b: macro_f1(a, b, labels)  # noqa: E731
     return {
         "n": len(y),
         "classes": classes,
         "accuracy": float(accuracy_score(y, pred)),
         "accuracy_ci95": bootstrap_ci(y, pred, accuracy_score, n_boot, seed),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else 0.0,
-        "macro_f1": macro_f1(y, pred),
-        "macro_f1_ci95": bootstrap_ci(y, pred, macro_f1, n_boot, seed),
+        "macro_f1": f1(y, pred),
+        "macro_f1_ci95": bootstrap_ci(y, pred, f1, n_boot, seed),
         "per_class": {
             c: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
             for k, c in enumerate(classes)
@@ -109,12 +110,19 @@ def infer(run: LoadedRun, loader: DataLoader, show: bool = True) -> tuple[np.nda
     return np.concatenate(probs), np.concatenate(ys), seconds
 
 
+def mistakes(predictions: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The wrong rows of a ``predictions_<split>.csv``, each with ``confidence`` (the predicted class's
+    probability), most confident first."""
+    wrong = [
+        {**r, "confidence": float(r[f"prob_{r['prediction']}"])} for r in predictions if r["label"] != r["prediction"]
+    ]
+    return sorted(wrong, key=lambda r: -r["confidence"])
+
+
 @torch.inference_mode()
-def batch1_latency_ms(run: LoadedRun, ds: CuratedImageDataset, repeats: int = 20) -> float | None:
-    """Median milliseconds of one single-image forward pass (after one warm-up)."""
-    if len(ds) == 0:
-        return None
-    x = ds[0][0].unsqueeze(0).to(run.device)
+def batch1_latency_ms(run: LoadedRun, image: torch.Tensor, repeats: int = 20) -> float:
+    """Median milliseconds of one forward pass of ``image`` (``(3, H, W)``) as a batch of one (after a warm-up)."""
+    x = image.unsqueeze(0).to(run.device)
     run.model(x)
     times = []
     for _ in range(repeats):
@@ -156,7 +164,7 @@ def evaluate_run(
         "model": run.model.spec.name,
         **classification_metrics(y, probs, run.classes, n_boot),
         "latency_ms_per_image": seconds * 1000 / max(1, len(y)),
-        "latency_ms_batch1": batch1_latency_ms(run, ds),
+        "latency_ms_batch1": batch1_latency_ms(run, ds[0][0]) if len(ds) else None,
         "batch_size": batch_size,
         "device": str(run.device),
         "torch_threads": torch.get_num_threads(),

@@ -45,6 +45,14 @@ def verdict(delta: dict[str, Any]) -> str:
     return "helps" if ci[0] > 0 else "hurts" if ci[1] < 0 else "no clear effect"
 
 
+def verdict_line(verdicts: dict[str, str]) -> str:
+    """``{augmentation: verdict}`` as one line grouped by verdict: ``"hurts: a; no clear effect: b, c"``."""
+    groups: dict[str, list[str]] = {}
+    for aug, v in verdicts.items():
+        groups.setdefault(v, []).append(aug)
+    return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items()))
+
+
 def run_ablation(base: TrainConfig, names: Sequence[str], seeds: Sequence[int], runs: Path) -> list[dict[str, Any]]:
     """Train and test ``base`` and ``base + name`` for every name and seed (finished runs are reused).
 

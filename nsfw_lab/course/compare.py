@@ -63,7 +63,7 @@ def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> di
     are not a test of a difference; this is."""
     import numpy as np
 
-    from nsfw_lab.evaluate import bootstrap_ci
+    from nsfw_lab.evaluate import bootstrap_ci, macro_f1
     from nsfw_lab.fsutil import read_csv
 
     pa, pb = (read_csv(r / "predictions_test.csv") for r in (a, b))
@@ -76,15 +76,14 @@ def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> di
     labels = list(range(len(classes)))
 
     def delta(yy: np.ndarray, pp: np.ndarray) -> float:
-        return _macro_f1(yy, pp[:, 0], labels) - _macro_f1(yy, pp[:, 1], labels)
+        return macro_f1(yy, pp[:, 0], labels) - macro_f1(yy, pp[:, 1], labels)
 
     return {"delta": delta(y, both), "ci95": bootstrap_ci(y, both, delta, n_boot, seed), "n": len(y)}
 
 
-def _macro_f1(y: Any, p: Any, labels: list[int]) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
+def paired_verdict(ci95: list[float]) -> str:
+    """``differs`` when the paired interval excludes 0, else ``no evidence of a difference``."""
+    return "differs" if ci95[0] > 0 or ci95[1] < 0 else "no evidence of a difference"
 
 
 def cpu_latency_ms(run: Path, repeats: int = 30) -> tuple[float, int]:
@@ -97,9 +96,7 @@ def cpu_latency_ms(run: Path, repeats: int = 30) -> tuple[float, int]:
 
     loaded = load_run(run, device="cpu")
     x = torch.zeros(3, loaded.image_size, loaded.image_size, dtype=torch.uint8)
-    ms = batch1_latency_ms(loaded, [(x, 0)], repeats)  # type: ignore[arg-type]
-    assert ms is not None
-    return ms, count_parameters(loaded.model)
+    return batch1_latency_ms(loaded, x, repeats), count_parameters(loaded.model)
 
 
 def comparison_row(name: str, run: Path) -> dict[str, Any]:

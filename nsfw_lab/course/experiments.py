@@ -45,13 +45,11 @@ def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
     """Train ``cfg`` (reusing a finished or interrupted run in ``cfg.out``) and evaluate its best epoch on test."""
     from dataclasses import replace
 
-    from nsfw_lab.errors import NsfwLabError
+    from nsfw_lab.errors import NsfwLabError, RunConfigChanged
 
     try:
         result = fit(replace(cfg, resume=True))
-    except NsfwLabError as e:
-        if "different config" not in str(e):
-            raise
+    except RunConfigChanged as e:
         raise NsfwLabError(
             f"{e}. The notebook's settings changed since that run was trained: delete {cfg.out} (or everything: "
             "`make clean`) and run the notebook again"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from nsfw_lab.course.ablation import verdict_line
+from nsfw_lab.course.compare import paired_verdict
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
 
@@ -56,12 +58,7 @@ def _inception(m: dict[str, Any]) -> str:
 
 
 def _ablation(m: dict[str, Any]) -> str:
-    def line(verdicts: dict[str, str]) -> str:
-        groups: dict[str, list[str]] = {}
-        for aug, v in verdicts.items():
-            groups.setdefault(v, []).append(aug)
-        return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items()))
-
+    line = verdict_line
     return f"val — {line(m['verdicts_val'])}. test — {line(m['verdicts'])} ({len(m['setup']['seeds'])} seeds)"
 
 
@@ -77,8 +74,7 @@ def _comparison(m: dict[str, Any]) -> str:
     parts = []
     for name, p in paired.items():
         lo, hi = p["ci95"]
-        verdict = "differs" if lo > 0 or hi < 0 else "no evidence of a difference"
-        parts.append(f"vs {name} {p['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({verdict})")
+        parts.append(f"vs {name} {p['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({paired_verdict(p['ci95'])})")
     return f"best on val: {ref}; paired test macro-F1 difference " + "; ".join(parts)
 
 

@@ -73,10 +73,9 @@ def confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str) -
 
 def top_errors(predictions: list[dict[str, str]], classes: Sequence[str], k: int) -> list[dict[str, Any]]:
     """The ``k`` most confident mistakes from a ``predictions_<split>.csv`` (path, label, prediction, prob_*)."""
-    wrong = [
-        {**r, "confidence": float(r[f"prob_{r['prediction']}"])} for r in predictions if r["label"] != r["prediction"]
-    ]
-    return sorted(wrong, key=lambda r: -r["confidence"])[:k]
+    from nsfw_lab.evaluate import mistakes
+
+    return mistakes(predictions)[:k]
 
 
 def error_grid(root: Path, errors: list[dict[str, Any]], title: str, cols: int = 6) -> Any:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.evaluate import mistakes
 from nsfw_lab.explain.cam import GradCam, cam_layer, is_flat
 from nsfw_lab.runs import LoadedRun
 
@@ -25,18 +26,15 @@ def error_pairs(predictions: list[dict[str, str]], per_pair: int) -> dict[tuple[
     then the others by how often they occur; within a pair the most confident mistakes first, ``per_pair`` kept.
     Each mistake gets ``confidence`` (the predicted class's probability) and ``count`` (the pair's size)."""
     pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in predictions:
-        if r["label"] != r["prediction"]:
-            conf = float(r[f"prob_{r['prediction']}"])
-            pairs.setdefault((r["label"], r["prediction"]), []).append({**r, "confidence": conf})
+    for r in mistakes(predictions):  # most confident first
+        pairs.setdefault((r["label"], r["prediction"]), []).append(r)
 
     def order(p: tuple[str, str]) -> tuple[int, int]:
         return (FIRST_PAIRS.index(p) if p in FIRST_PAIRS else len(FIRST_PAIRS), -len(pairs[p]))
 
     out = {}
     for p in sorted(pairs, key=order):
-        rows = sorted(pairs[p], key=lambda r: -r["confidence"])
-        out[p] = [{**r, "count": len(rows)} for r in rows[:per_pair]]
+        out[p] = [{**r, "count": len(pairs[p])} for r in pairs[p][:per_pair]]
     return out
 
 

@@ -1,19 +1,21 @@
-"""Models: the hand-written baseline, torchvision ResNets and InceptionV3, each wrapped with its spec."""
+"""Models: the hand-written baseline, torchvision ResNets and InceptionV3, each wrapped with its spec.
 
-from nsfw_lab.models.baseline import ConvPoolFC
-from nsfw_lab.models.summary import count_parameters, layer_table
-from nsfw_lab.models.wrapper import ModelSpec, NsfwModel, freeze
-from nsfw_lab.models.zoo import MODELS, build_model, imagenet_file, model_from_spec
+Loaded on first use (torchvision is heavy); :data:`MODELS`, the architecture names, needs no torch.
+"""
 
-__all__ = [
-    "MODELS",
-    "ConvPoolFC",
-    "ModelSpec",
-    "NsfwModel",
-    "build_model",
-    "count_parameters",
-    "freeze",
-    "imagenet_file",
-    "layer_table",
-    "model_from_spec",
-]
+from nsfw_lab._lazy import lazy_getattr
+from nsfw_lab.models.names import MODELS
+
+_WHERE = {
+    "ConvPoolFC": "baseline",
+    "count_parameters": "summary",
+    "layer_table": "summary",
+    "ModelSpec": "wrapper",
+    "NsfwModel": "wrapper",
+    "freeze": "wrapper",
+    "build_model": "zoo",
+    "imagenet_file": "zoo",
+    "model_from_spec": "zoo",
+}
+__all__ = ["MODELS", *_WHERE]
+__getattr__ = lazy_getattr(__name__, {n: (f"nsfw_lab.models.{m}", n) for n, m in _WHERE.items()})

@@ -27,6 +27,7 @@ from torchvision import models as tvm
 
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models.baseline import ConvPoolFC
+from nsfw_lab.models.names import MODELS
 from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
 
 RESNET_STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
@@ -43,7 +44,7 @@ _TV: dict[str, tuple[Callable[..., nn.Module], Any, int, int]] = {
     "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V2, 224, 32),
     "inception_v3": (tvm.inception_v3, tvm.Inception_V3_Weights.IMAGENET1K_V1, 299, 75),
 }
-MODELS: tuple[str, ...] = ("baseline", *_TV)
+assert ("baseline", *_TV) == MODELS, "nsfw_lab/models/names.py must list the builders here"
 INCEPTION_AUX_MIN = 299  # the auxiliary classifier's 5x5 conv needs a 17x17 Mixed_6e map
 HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.")  # replaced for num_classes
 

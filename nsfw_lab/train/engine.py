@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nsfw_lab import __version__
 from nsfw_lab.data.dataset import class_weights, read_curated
-from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.errors import NsfwLabError, RunConfigChanged
 from nsfw_lab.fsutil import atomic_open, atomic_write_json
 from nsfw_lab.models import NsfwModel, build_model, freeze, model_from_spec
 from nsfw_lab.train import checkpoint as ckpt
@@ -92,7 +92,7 @@ def _check_resume(run: Path, c: TrainConfig, r: dict, data: Path) -> dict[str, A
     saved = json.loads((run / CONFIG).read_text())
     diff = resume_diff(TrainConfig.from_dict(saved["config"]), c)
     if diff:
-        raise NsfwLabError(f"{run}: --resume with a different config ({', '.join(diff)}); use a new --out")
+        raise RunConfigChanged(f"{run}: --resume with a different config ({', '.join(diff)}); use a new --out")
     if saved["resolved"]["world_size"] != r["world_size"]:
         raise NsfwLabError(
             f"{run}: started with {saved['resolved']['world_size']} processes, resumed with "
@@ -138,15 +138,15 @@ def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Pa
     r = resolve(c, d.world_size, device.type == "cuda")
     # Rank 0 reads the run folder and sends it to the others (no shared filesystem needed across nodes);
     # an error there becomes the same one-line error on every process instead of a hang.
-    reply: tuple[str | None, Any] = (None, None)
+    reply: tuple[NsfwLabError | None, Any] = (None, None)
     if d.main:
         try:
             reply = (None, _read_run(c, r, run, data))
         except NsfwLabError as exc:
-            reply = (str(exc), None)
+            reply = (exc, None)
     err, found = dist.broadcast_object(reply, d)
     if err:
-        raise NsfwLabError(err)
+        raise err
     saved, ck, best_state = found
     resuming = ck is not None
     if resuming:
