@@ -16,6 +16,8 @@ from nsfw_lab.train import TrainConfig, fit
 def pick_weights(profile: Profile, model: str) -> tuple[str, str]:
     """``("imagenet", note)`` when the profile asks for ImageNet weights and the file is in the torch cache,
     else ``("none", note)``; the note says plainly what the choice means for the comparison."""
+    if model == "baseline":
+        return "none", "baseline CNN: random initial weights (there are no pretrained ones)."
     if profile.weights == "imagenet":
         path = imagenet_file(model)
         if path.is_file():
@@ -54,9 +56,19 @@ def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
             f"{e}. The notebook's settings changed since that run was trained: delete {cfg.out} (or everything: "
             "`make clean`) and run the notebook again"
         ) from None
-    test = evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
+    test = _saved_test(Path(cfg.out)) or evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
     keep = ("accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "balanced_accuracy", "n", "latency_ms_batch1")
     return {"history": result.history, "best": result.best, "test": {k: test[k] for k in keep}, "eval": test}
+
+
+def _saved_test(run: Path) -> dict[str, Any] | None:
+    """The run's ``eval_test.json`` when it was written after its ``best.pt`` (a rerun skips re-evaluating)."""
+    import json
+
+    ev, best = run / "eval_test.json", run / "best.pt"
+    if ev.is_file() and (run / "predictions_test.csv").is_file() and ev.stat().st_mtime_ns >= best.stat().st_mtime_ns:
+        return json.loads(ev.read_text())
+    return None
 
 
 def summary_row(name: str, r: dict[str, Any]) -> dict[str, Any]:

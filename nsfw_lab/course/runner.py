@@ -23,7 +23,7 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import atomic_write_json, atomic_write_text
 
 KERNEL = "nsfw-lab"
-COMMON_PARAMETERS = ("PROFILE", "DATA_DIR", "DEVICE", "REPORT_DIR")
+
 CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 4 * 3600}
 
 

@@ -51,13 +51,15 @@ def load_images(root: Path, rows: Sequence[dict[str, Any]], size: int) -> torch.
     return torch.stack(out)
 
 
-def mistake_cams(run: LoadedRun, root: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def mistake_cams(
+    run: LoadedRun, root: Path, rows: Sequence[dict[str, Any]], layer: str | None = None
+) -> dict[str, Any]:
     """Images of ``rows`` with a CAM for the predicted class and one for the true class (``(N, H, W)`` each),
-    from the layer :func:`nsfw_lab.explain.cam.cam_layer` picks for the run's input size. The true class's map
-    may be flat (the model saw no evidence for it at all): ``true_flat`` says which."""
+    from ``layer`` (default: the one :func:`nsfw_lab.explain.cam.cam_layer` picks for the run's input size).
+    The true class's map may be flat (the model saw no evidence for it at all): ``true_flat`` says which."""
     images = load_images(root, rows, run.image_size)
     idx = {c: i for i, c in enumerate(run.classes)}
-    layer = cam_layer(run.model, run.image_size)
+    layer = layer or cam_layer(run.model, run.image_size)
     with GradCam(run.model, layer) as cam:
         predicted = cam(images, [idx[r["prediction"]] for r in rows])
         true = cam(images, [idx[r["label"]] for r in rows], allow_flat=True)
