@@ -91,7 +91,11 @@ def _predict(a: argparse.Namespace) -> None:
 
     if a.batch_size < 1:
         raise NsfwLabError(f"--batch-size must be >= 1, not {a.batch_size}")
-    rows = iter_predictions(load_run(a.run, a.checkpoint, a.device), a.paths, a.batch_size, a.progress)
+    from nsfw_lab.inference import decision_rule
+
+    run = load_run(a.run, a.checkpoint, a.device)
+    print(f"note: {decision_rule(run)[3]}", file=sys.stderr)
+    rows = iter_predictions(run, a.paths, a.batch_size, a.progress)
     if a.output:
         with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
             n, bad = write_rows(rows, a.format, fh)
@@ -104,13 +108,39 @@ def _predict(a: argparse.Namespace) -> None:
         raise NsfwLabError("no input could be classified")
 
 
+def _calibrate(a: argparse.Namespace) -> None:
+    from nsfw_lab.moderation import calibrate_and_fit, load_policy
+
+    cal, pol = calibrate_and_fit(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap)
+    t, m = cal["test"], pol["test"]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(
+        f"temperature {cal['temperature']:.3f} (val); test ECE {f(t['ece_before'])} -> {f(t['ece_after'])}, "
+        f"NLL {f(t['nll_before'])} -> {f(t['nll_after'])}"
+    )
+    print(
+        f"policy: block >= {pol['thresholds']['t_block']:.4f}, review >= {pol['thresholds']['t_review']:.4f}; test "
+        f"block recall {f(m['block_recall'])}, false-positive rate {f(m['false_positive_rate'])}, review rate "
+        f"{f(m['review_rate'])} -> {a.run}/calibration.json, policy.json"
+    )
+
+
+def _cards(a: argparse.Namespace) -> None:
+    from nsfw_lab.cards import write_cards
+
+    paths = write_cards(a.run, a.out, a.name or Path(a.run).name)
+    print(f"wrote {paths['model']} and {paths['data']}")
+
+
 def _study(a: argparse.Namespace) -> None:
     from nsfw_lab.course import run_study
 
     results = run_study(a.profile, a.data, a.only, a.out, a.device)
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; report index in "
-          f"{Path(a.out or config.REPORTS_DIR / a.profile) / 'index.html'}")  # fmt: skip
+    print(
+        f"{len(results) - len(failed)} of {len(results)} notebooks ran; report index in "
+        f"{Path(a.out or config.REPORTS_DIR / a.profile) / 'index.html'}"
+    )
     if failed:
         raise NsfwLabError("failed: " + "; ".join(f"{r.notebook} (cell {r.cell}): {r.error}" for r in failed))
 
@@ -150,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=S.per_class, help="images per class (default %(default)s)")
     s.add_argument("--size", type=int, default=S.size, help="short side in pixels (default %(default)s)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--shortcut", action="store_true", help="add a corner watermark to most of one class")
+    s.add_argument("--shortcut", action="store_true", help="add a fixed-position watermark badge to most of one class")
     s.add_argument("--shortcut-class", default="porn")
     s.add_argument("--shortcut-rate", type=float, default=S.shortcut_rate, help="share of that class watermarked")
     s.add_argument("--shortcut-leak", type=float, default=S.shortcut_leak, help="share of other classes watermarked")
@@ -243,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output", help="write here (atomically) instead of standard output")
     q.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     q.set_defaults(func=_predict)
+
+    c = sub.add_parser("calibrate", help="fit temperature scaling and the moderation policy's thresholds on val")
+    c.add_argument("--run", required=True, help="run folder (writes calibration.json and policy.json into it)")
+    c.add_argument("--policy", help="policy TOML file (default: the packaged nsfw_lab/policy.toml)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    c.set_defaults(func=_calibrate)
+
+    k = sub.add_parser("cards", help="write a run's model card and data card (Markdown)")
+    k.add_argument("--run", required=True, help="run folder")
+    k.add_argument(
+        "--out", default=str(config.REPORTS_DIR / "cards"), help="folder for <run>/MODEL_CARD.md, DATA_CARD.md"
+    )
+    k.add_argument("--name", help="the model's name in the card (default: the run folder's name)")
+    k.set_defaults(func=_cards)
 
     st = sub.add_parser("study", help="run the course notebooks through papermill into reports/<profile>/")
     st.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))

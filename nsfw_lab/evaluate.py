@@ -93,13 +93,17 @@ def classification_metrics(
 
 
 @torch.inference_mode()
-def infer(run: LoadedRun, loader: DataLoader, show: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax probabilities and labels over ``loader``, and the seconds spent in the model."""
+def infer(
+    run: LoadedRun, loader: DataLoader, show: bool = True, logits: bool = False
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Softmax probabilities (``logits=True``: the raw logits) and labels over ``loader``, and the seconds
+    spent in the model."""
     probs, ys, seconds = [], [], 0.0
     for x, y in tqdm(loader, desc="evaluate", disable=not show, leave=False, unit="batch"):
         x = x.to(run.device, non_blocking=True)
         t0 = time.perf_counter()
-        out = run.model(x).float().softmax(1)
+        out = run.model(x).float()
+        out = out if logits else out.softmax(1)
         if run.device.type == "cuda":
             torch.cuda.synchronize(run.device)
         seconds += time.perf_counter() - t0

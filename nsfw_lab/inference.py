@@ -2,6 +2,11 @@
 
 A file that cannot be read gets a row with its error and empty probabilities; the rest of the batch
 goes on. Animated images use their first frame. Folders are searched recursively for image files.
+
+Probabilities are temperature-scaled when the run was calibrated (``nsfw-lab calibrate`` wrote
+``calibration.json``), and every row gets ``block_score`` (P(block group)) and a moderation ``decision``
+from the run's fitted policy (``policy.json``); an uncalibrated run uses the default policy with both
+thresholds at 0.5 and says so (:func:`decision_rule`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from typing import IO, Any
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from nsfw_lab.calibration import CALIBRATION, load_temperature
 from nsfw_lab.data.imageio import ImageLoadError, load_image
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.moderation import FITTED, Policy, block_score, decide, load_fitted, load_policy
 from nsfw_lab.progress import tqdm
 from nsfw_lab.runs import LoadedRun, load_run
 
@@ -47,13 +54,39 @@ def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
         yield batch
 
 
+UNFITTED = {"t_block": 0.5, "t_review": 0.5}
+
+
+def decision_rule(run: LoadedRun) -> tuple[float, Policy, dict[str, float], str]:
+    """Temperature, policy and thresholds ``predict`` applies for ``run``, and a line saying where from. A
+    calibration fitted for the other checkpoint is not applied (its logits differ); a policy fitted at another
+    temperature than the stored one is an error."""
+    t, fitted, note = load_temperature(run.run_dir), load_fitted(run.run_dir), ""
+    cal = json.loads((run.run_dir / CALIBRATION).read_text()) if t else {}
+    if t and cal.get("checkpoint", "best") != run.checkpoint:
+        t, fitted = None, None
+        note = f"calibration was fitted for the {cal.get('checkpoint')} checkpoint, not applied to {run.checkpoint}: "
+    if fitted and abs(json.loads((run.run_dir / FITTED).read_text()).get("temperature", 1.0) - (t or 1.0)) > 1e-9:
+        raise NsfwLabError(f"{run.run_dir}: {FITTED} and {CALIBRATION} disagree; rerun `nsfw-lab calibrate`")
+    policy, thresholds = fitted or (load_policy(), UNFITTED)
+    policy.check(run.classes, "policy")
+    note += f"calibrated (T={t:.3f})" if t else "uncalibrated probabilities"
+    if fitted:
+        note += f"; policy fitted on val (block >= {thresholds['t_block']:.3f}, review >= {thresholds['t_review']:.3f})"
+    else:
+        note += "; no fitted policy: block when P(block group) >= 0.5 (run `nsfw-lab calibrate`)"
+    return t or 1.0, policy, thresholds, note
+
+
 @torch.inference_mode()
 def iter_predictions(
     run: LoadedRun, paths: Iterable[Path | str], batch_size: int = 32, progress: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``error``."""
+    """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
+    ``decision``, ``error``."""
+    temperature, policy, thresholds, _ = decision_rule(run)
     tf = eval_transform(run.image_size, normalize=False)
-    empty = {f"prob_{c}": None for c in run.classes}
+    empty = {f"prob_{c}": None for c in run.classes} | {"block_score": None, "decision": None}
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
     for batch in _batches(expand_paths(paths), batch_size):
         bar.update(len(batch))
@@ -70,10 +103,13 @@ def iter_predictions(
             except ImageLoadError as exc:
                 rows.append({"path": str(p), "prediction": None, **empty, "error": f"{exc.reason}: {exc}"})
         if xs:
-            probs = run.model(torch.stack(xs).to(run.device)).float().softmax(1).cpu()
-            for j, row in zip(ok, probs, strict=True):
+            probs = (run.model(torch.stack(xs).to(run.device)).float() / temperature).softmax(1).cpu().numpy()
+            scores = block_score(probs, run.classes, policy)
+            decisions = decide(probs, run.classes, policy, thresholds)
+            for j, row, s, d in zip(ok, probs, scores, decisions, strict=True):
                 rows[j]["prediction"] = run.classes[int(row.argmax())]
                 rows[j].update({f"prob_{c}": round(float(v), 6) for c, v in zip(run.classes, row, strict=True)})
+                rows[j].update(block_score=round(float(s), 6), decision=str(d))
         yield from rows
     bar.close()
 

@@ -57,3 +57,13 @@ def tiny_config():  # type: ignore[no-untyped-def]
         return make_config(data=str(data), out=str(out), **{**base, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_curated: Path, tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:  # type: ignore[no-untyped-def]
+    """A 2-epoch tiny CNN trained on ``small_curated`` (tests that write into a run copy it first)."""
+    from nsfw_lab.train import fit
+
+    out = tmp_path_factory.mktemp("eval") / "run"
+    fit(tiny_config(small_curated, out, epochs=2))
+    return out

@@ -64,21 +64,35 @@ def test_findings_are_computed_from_the_recorded_metrics(tmp_path: Path) -> None
     r.record("verdicts", {"rotation": "hurts", "shear": "no clear effect", "noise": "no clear effect"})
     r.record("verdicts_val", {"rotation": "no clear effect", "shear": "helps", "noise": "no clear effect"})
     r.record("setup", {"seeds": [0, 1, 2]})
-    c = Report("07_comparison", "smoke", tmp_path)
+    c = Report("08_comparison", "smoke", tmp_path)
     c.record("reference", "B")
     c.record("paired", {"A": {"delta": 0.2, "ci95": [0.05, 0.31]}, "C": {"delta": 0.05, "ci95": [-0.04, 0.12]}})
     Report("04_inception_v3", "smoke", tmp_path).record("other", 1)
-    f = {x["notebook"]: x["finding"] for x in study_findings(Report("07_comparison", "smoke", tmp_path))}
+    f = {x["notebook"]: x["finding"] for x in study_findings(Report("08_comparison", "smoke", tmp_path))}
     assert f["02_baseline_cnn"] == "test accuracy 0.410 [0.30, 0.52], above chance (0.2)"
     assert f["05_augmentation_ablation"] == (
         "val — helps: shear; no clear effect: noise, rotation. test — hurts: rotation; no clear effect: noise, shear "
         "(3 seeds)"
     )
-    assert f["07_comparison"] == (
+    assert f["08_comparison"] == (
         "best on val: B; paired test macro-F1 difference vs A +0.200 [+0.05, +0.31] (differs); "
         "vs C +0.050 [-0.04, +0.12] (no evidence of a difference)"
     )
     assert f["00_data"] == "not run" and f["04_inception_v3"] == "not recorded (inception missing: rerun the notebook)"
+    g = Report("06_gradcam_error_analysis", "smoke", tmp_path)
+    g.record("best_model", "B")
+    g.record("pairs", {"porn → sexy": {"count": 3}})
+    g.record("explanations", {"B": {"n": 20, "cam": {"pointing": {"mean": 0.85}}, "verdict": "meets target"}})
+    g.record("shortcut", {"shortcut_detected": True, "control_flagged": False})
+    k = Report("07_calibration_policy", "smoke", tmp_path)
+    k.record("calibration", {"B": {"temperature": 1.5, "ece_before": 0.12, "ece_after": 0.04}})
+    k.record("policy", {"B": {"test": {"block_recall": 0.9, "review_rate": 0.25}}})
+    f = {x["notebook"]: x["finding"] for x in study_findings(k)}
+    assert f["06_gradcam_error_analysis"] == (
+        "best on val: B; most frequent confusion porn → sexy (3); pointing game B 0.85 (meets target); "
+        "shortcut detected: true (control flagged: false)"
+    )
+    assert f["07_calibration_policy"] == ("B: T 1.50, test ECE 0.120 → 0.040, block recall 0.90, review rate 0.25")
 
 
 def test_paired_difference_is_paired(tmp_path: Path) -> None:

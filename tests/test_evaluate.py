@@ -14,7 +14,6 @@ from PIL import Image
 from nsfw_lab.cli import main
 from nsfw_lab.evaluate import bootstrap_ci, classification_metrics, evaluate_run
 from nsfw_lab.inference import predict
-from nsfw_lab.train import fit
 
 
 def test_metrics_on_a_hand_computed_case() -> None:
@@ -54,13 +53,6 @@ def test_bootstrap_ci_is_seeded_and_narrows_with_more_data() -> None:
     assert a == bootstrap_ci(y_small, p_small, acc, 400, seed=1)
     b = bootstrap_ci(y_big, p_big, acc, 400, seed=1)
     assert b[1] - b[0] < (a[1] - a[0]) / 3 and b[0] < 0.7 < b[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(small_curated: Path, tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
-    out = tmp_path_factory.mktemp("eval") / "run"
-    fit(tiny_config(small_curated, out, epochs=2))
-    return out
 
 
 def test_evaluate_writes_json_and_consistent_predictions(tiny_run: Path, small_curated: Path) -> None:

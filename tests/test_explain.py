@@ -45,6 +45,22 @@ def test_cam_points_at_the_evidence_and_flags_an_empty_map() -> None:
         assert not cam(x, [1, 1], allow_flat=True).any()
 
 
+def test_a_probability_cam_sees_evidence_that_works_by_suppressing_other_classes() -> None:
+    """Class 0's logit is constant and brightness lowers class 1's: the patch raises P(class 0) only by
+    suppression. A logit CAM of class 0 is flat; a probability CAM finds the patch."""
+    model = _brightness_model()
+    model.net[-1].weight.data = torch.tensor([[0.0], [-1.0]])
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, :, 20:28, 4:12] = 1.0
+    with GradCam(model) as cam:
+        assert not cam(x, [0], allow_flat=True).any()
+    with GradCam(model, target="probability") as cam:
+        m = cam(x, [0])[0]
+    assert m[20:28, 4:12].sum() == pytest.approx(m.sum())
+    with pytest.raises(ValueError, match="logit or probability"):
+        GradCam(model, target="softmax")
+
+
 @pytest.mark.parametrize(("name", "size", "layer"), [("baseline", 64, "features.3.-2"), ("resnet18", 64, "layer3"),
                                                      ("resnet18", 128, "layer4.-1"), ("inception_v3", 96, "Mixed_6e"),
                                                      ("inception_v3", 224, "Mixed_7c")])  # fmt: skip

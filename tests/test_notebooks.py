@@ -139,7 +139,7 @@ def test_gradcam_notebook_analyses_the_best_model_on_val(smoke_report: Path) -> 
     assert set(scores) == {"baseline CNN", "ResNet-50", "ResNet-101", "InceptionV3"}
     assert m["best_model"] == max(scores, key=scores.get)
     assert min(m["cam_layer"]["map_size"]) >= 4
-    runs = json.loads((smoke_report / "metrics" / "07_comparison.json").read_text())["comparison"]
+    runs = json.loads((smoke_report / "metrics" / "08_comparison.json").read_text())["comparison"]
     best = next(r for r in runs if r["model"] == m["best_model"])
     ev = json.loads((smoke_report / _run_of(smoke_report, m["best_model"]) / "eval_test.json").read_text())
     errors = ev["n"] - sum(ev["confusion_matrix"][i][i] for i in range(len(ev["classes"])))
@@ -151,6 +151,56 @@ def test_gradcam_notebook_analyses_the_best_model_on_val(smoke_report: Path) -> 
     assert best["val macro-F1"] == pytest.approx(scores[m["best_model"]], abs=1e-4)
 
 
+def test_gradcam_notebook_measures_explanations_and_the_shortcut(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "06_gradcam_error_analysis")
+    assert set(m["explanations"]) == set(m["val_scores"])  # every model measured
+    for name, e in m["explanations"].items():
+        assert e["n"] > 0 and e["n_correct"] <= e["n"], name
+        for k in ("cam", "random", "centre"):
+            p = e[k]["pointing"]
+            assert 0 <= p["ci95"][0] <= p["mean"] <= p["ci95"][1] <= 1, (name, k)
+        assert e["verdict"] in ("meets target", "above baselines", "not above baselines")
+        assert set(e["faithfulness"]["cam"]) == {"road_combined", "confidence_change"}
+    assert sum(c["n"] for c in m["cam_mass"].values()) > 0
+    assert all(0 < c["centre"] < 1 and 0 <= c["bottom_right"] < 1 for c in m["cam_mass"].values())
+    sc = m["shortcut"]
+    assert isinstance(sc["shortcut_detected"], bool) and isinstance(sc["control_flagged"], bool)
+    ev = sc["evidence"]
+    assert ev["n_badged_visible"] > 0 and ev["shortcut_class"] == "porn"
+    for name in ("badged", "clean"):
+        e = ev[name]["effect"]
+        assert e["n"] == ev["n_test"] and 0 <= e["recall_badged"] <= 1
+        assert ev[name]["check"]["shortcut_detected"] == bool(ev[name]["check"]["flags"])
+    assert sc["shortcut_detected"] == ev["badged"]["check"]["shortcut_detected"]
+    # the badged model relies on the badge, the clean one does not (large margins even on smoke)
+    b, c = ev["badged"]["effect"], ev["clean"]["effect"]
+    assert b["recall_badged"] > b["recall_badge_removed"]
+    assert b["others_as_shortcut_class_stamped"] > c["others_as_shortcut_class_stamped"] + 0.1
+    assert ev["badged"]["cam_mass_in_badge"]["probability"] > ev["clean"]["cam_mass_in_badge"]["probability"]
+    assert {"06_gradcam_error_analysis_pointing_game", "06_gradcam_error_analysis_mean_cam_per_class"} <= {
+        Path(f).stem for f in m["figures"]
+    }
+
+
+def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "07_calibration_policy")
+    names = set(_metrics(smoke_report, "06_gradcam_error_analysis")["val_scores"])
+    assert set(m["calibration"]) == set(m["policy"]) == set(m["cards"]) == names
+    for name in names:
+        run = smoke_report / _run_of(smoke_report, name)
+        cal = json.loads((run / "calibration.json").read_text())
+        assert m["calibration"][name]["temperature"] == pytest.approx(cal["temperature"])
+        assert cal["val"]["nll_after"] <= cal["val"]["nll_before"] + 1e-9
+        pol = m["policy"][name]
+        assert pol["val"]["block_recall"] >= 0.95  # the default target, met on val by construction
+        assert 0 <= pol["test"]["review_rate"] <= 1
+        card = (smoke_report / m["cards"][name]["model"]).read_text()
+        assert f"T = {cal['temperature']:.3f}" in card and "Not recorded" not in card
+        assert "Pointing game" in card and "Study-level shortcut experiment" in card
+        assert "Leakage controls" in (smoke_report / m["cards"][name]["data"]).read_text()
+    assert "07_calibration_policy_reliability" in {Path(f).stem for f in m["figures"]}
+
+
 def _run_of(report: Path, name: str) -> str:
     for nb in ("02_baseline_cnn", "03_resnet_finetune", "04_inception_v3"):
         offered = dict(_metrics(report, nb)["candidates"])
@@ -160,7 +210,7 @@ def _run_of(report: Path, name: str) -> str:
 
 
 def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_report: Path) -> None:
-    m = _metrics(smoke_report, "07_comparison")
+    m = _metrics(smoke_report, "08_comparison")
     rows = {r["model"]: r for r in m["comparison"]}
     assert list(rows) == ["baseline CNN", "ResNet-50", "ResNet-101", "InceptionV3"]
     p = {k: r["parameters (M)"] for k, r in rows.items()}

@@ -22,7 +22,8 @@ from nsfw_lab.data.synth.render import draw_watermark
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import read_csv
 
-RECORDED_TINY_DIGEST = "d9cef37107042191306d0627e3f64547bf5f269447c85d87b168fd778190bbdb"
+# regenerated when the shortcut badge moved inside the eval crop
+RECORDED_TINY_DIGEST = "cbda0a9d8351f7b02b41d5f791515f6a490bd10defab7f2ead67cd55d0e4612b"
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -171,6 +172,29 @@ def test_shortcut_watermark_marks_mostly_one_class(shortcut_proxy: Path) -> None
     marked = [_badge_distance(shortcut_proxy / r["file"]) for r in originals if r["watermark"] == "1"][:30]
     plain = [_badge_distance(shortcut_proxy / r["file"]) for r in originals if r["watermark"] == "0"][:30]
     assert max(marked) < 20 and np.median(plain) > 40
+
+
+def test_the_twin_is_the_same_images_without_the_badge(shortcut_proxy: Path, tmp_path: Path) -> None:
+    """``draw_watermarks=False`` keeps the plan: unbadged files are byte-identical, badged ones differ only
+    around the badge (within the JPEG blocks it touches), and none of the twin's files carries a badge."""
+    twin = tmp_path / "twin"
+    generate(twin, SynthConfig(per_class=80, size=64, seed=5, shortcut=True, draw_watermarks=False), progress=False)
+    rows = {r["file"]: r for r in read_csv(shortcut_proxy / "manifest.csv") if r["kind"] == "original"}
+    twin_rows = {r["file"]: r for r in read_csv(twin / "manifest.csv") if r["kind"] == "original"}
+    assert set(rows) == set(twin_rows) and all(r["watermark"] == "0" for r in twin_rows.values())
+    badged = [f for f, r in rows.items() if r["watermark"] == "1"]
+    assert len(badged) >= 20
+    for f, r in rows.items():
+        if r["watermark"] == "0":
+            assert (shortcut_proxy / f).read_bytes() == (twin / f).read_bytes(), f
+    for f in badged[:15]:
+        a, b = (np.asarray(load_image(root / f), dtype=int) for root in (shortcut_proxy, twin))
+        x0, y0, x1, y1 = draw_watermark(Image.new("RGB", (a.shape[1], a.shape[0])))
+        diff = np.abs(a - b).max(axis=2) > 24
+        outside = diff.copy()
+        outside[max(0, y0 - 16) : y1 + 16, max(0, x0 - 16) : x1 + 16] = False  # one 16 px JPEG block
+        assert diff[y0:y1, x0:x1].mean() > 0.5 and not outside.any(), f
+        assert _badge_distance(twin / f) > 20  # no badge colour where the badge was
 
 
 def test_no_watermark_without_shortcut(small_proxy: Path) -> None:

@@ -66,7 +66,26 @@ def _errors(m: dict[str, Any]) -> str:
     pairs = m["pairs"]
     top = max(pairs, key=lambda p: pairs[p]["count"]) if pairs else None
     most = f"; most frequent confusion {top} ({pairs[top]['count']})" if top else "; no test mistakes"
-    return f"best on val: {m['best_model']}{most}"
+    measured = [f"{name} {e['cam']['pointing']['mean']:.2f} ({e['verdict']})" for name, e in m["explanations"].items()
+                if e.get("n")]  # fmt: skip
+    pointing = "; pointing game " + ", ".join(measured) if measured else "; explanations not measured"
+    sc = m.get("shortcut")
+    shortcut = (f"; shortcut detected: {str(sc['shortcut_detected']).lower()} (control flagged: "
+                f"{str(sc['control_flagged']).lower()})") if sc else ""  # fmt: skip
+    return f"best on val: {m['best_model']}{most}{pointing}{shortcut}"
+
+
+def _calibration(m: dict[str, Any]) -> str:
+    parts = []
+    for name, c in m["calibration"].items():
+        p = m["policy"][name]["test"]
+        recall = "n/a" if p["block_recall"] is None else f"{p['block_recall']:.2f}"
+        bound = " (at bound)" if c.get("at_bound") else ""
+        parts.append(
+            f"{name}: T {c['temperature']:.2f}{bound}, test ECE {c['ece_before']:.3f} → {c['ece_after']:.3f}, "
+            f"block recall {recall}, review rate {p['review_rate']:.2f}"
+        )
+    return "; ".join(parts)
 
 
 def _comparison(m: dict[str, Any]) -> str:
@@ -85,8 +104,13 @@ FINDINGS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("03_resnet_finetune", "Freeze-and-refine vs one stage; ResNet-50 vs 101", _resnets),
     ("04_inception_v3", "InceptionV3 with its auxiliary loss", _inception),
     ("05_augmentation_ablation", "Do the article's augmentations help?", _ablation),
-    ("06_gradcam_error_analysis", "Where do the best model's mistakes fall?", _errors),
-    ("07_comparison", "Which model is best, and is the difference real?", _comparison),
+    (
+        "06_gradcam_error_analysis",
+        "Where do mistakes fall, do heat maps point at the evidence, is a shortcut caught?",
+        _errors,
+    ),
+    ("07_calibration_policy", "Are probabilities calibrated; what does the moderation policy cost?", _calibration),
+    ("08_comparison", "Which model is best, and is the difference real?", _comparison),
 )
 
 

@@ -202,3 +202,37 @@ def tradeoff(rows: list[dict[str, Any]], x: str, y: str, title: str) -> Any:
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def mean_cams(where: dict[str, dict[str, Any]], title: str) -> Any:
+    """One panel per predicted class: its mean Grad-CAM over the test images predicted as it."""
+    classes = list(where)
+    fig, axes = plt.subplots(1, len(classes), figsize=(2.2 * len(classes), 2.6), squeeze=False)
+    for ax, c in zip(axes[0], classes, strict=True):
+        ax.imshow(where[c]["mean_cam"], cmap="jet", vmin=0, vmax=max(1e-6, float(where[c]["mean_cam"].max())))
+        ax.set_title(f"{c} (n={where[c]['n']})\ncentre {where[c]['centre']:.2f}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reliability(before: dict[str, list], after: dict[str, list], title: str) -> Any:
+    """Reliability diagram: accuracy against mean confidence per bin, before and after temperature scaling,
+    with the diagonal of perfect calibration; marker area follows the bin's count."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for r, name, colour in ((before, "before (T = 1)", "#c44e52"), (after, "after scaling", "#4c72b0")):
+        pts = [(c, a, n) for c, a, n in zip(r["confidence"], r["accuracy"], r["count"], strict=True) if n]
+        if pts:
+            c, a, n = map(np.array, zip(*pts, strict=True))
+            ax.plot(c, a, marker="o", color=colour, label=name)
+            ax.scatter(c, a, s=8 + 120 * n / n.max(), color=colour, alpha=0.4)
+    ax.set_xlabel("mean confidence (top-1 probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from nsfw_lab import config
@@ -80,3 +80,21 @@ def prepare(
             report = ensure_curated(data, out, ccfg, progress)
     atomic_write_json(config.METRICS_DIR / f"data_{out.name}.json", {"curated_dir": str(out), **report})
     return out
+
+
+def prepare_shortcut(
+    profile_name: str = config.DEFAULT_PROFILE, seed: int = 0, progress: bool = True
+) -> tuple[Path, Path]:
+    """The shortcut experiment's data: a proxy generated with ``--shortcut`` (a corner badge on most ``porn``
+    images and a few others), curated, and its *twin*: the same files rendered without any badge (not
+    curated; the badge-free counterfactual of each test image is read from it). Returns (curated, twin)."""
+    profile = config.get_profile(profile_name)
+    base = SynthConfig(per_class=profile.per_class, size=profile.proxy_px, seed=seed, shortcut=True)
+    raw = config.RAW_DIR / f"proxy-{profile.name}-shortcut"
+    twin = config.RAW_DIR / f"proxy-{profile.name}-shortcut-twin"
+    for folder, scfg in ((raw, base), (twin, replace(base, draw_watermarks=False))):
+        if not _same(folder / "synth_config.json", asdict(scfg)):
+            generate(folder, scfg, overwrite=folder.exists(), progress=progress)
+    out = config.PROCESSED_DIR / f"proxy-{profile.name}-shortcut"
+    ensure_curated(raw, out, CurateConfig(seed=seed, short_side=profile.short_side), progress)
+    return out, twin

@@ -6,6 +6,9 @@
   ``Mixed_7c`` for InceptionV3, the last conv block of the baseline) or another one by name;
   :func:`cam_layer` picks the deepest layer whose map is still at least 4 x 4 at a reduced input size
   (``Mixed_7c`` is 8 x 8 at 299 px but 1 x 1 at 96 px, where every CAM would be flat);
+- explains the class's logit (default) or its softmax probability (``target="probability"``): evidence
+  that works by *suppressing the other classes* barely moves the class's own logit and is invisible to a
+  logit CAM (the shortcut experiment of notebook 06 shows one), while the probability's gradient sees it;
 - one target per image (grad-cam zips targets with the batch: one target for N images leaves N - 1
   CAMs empty);
 - turns gradients on for the target layer's parameters even when the backbone is frozen, and runs under
@@ -67,8 +70,10 @@ def cam_layer(model: NsfwModel, input_size: int, min_side: int = 4) -> str:
 class GradCam:
     """``with GradCam(model) as cam: maps = cam(images, classes)``; see the module docstring."""
 
-    def __init__(self, model: NsfwModel, layer: str | None = None, batch_size: int = 32) -> None:
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model: NsfwModel, layer: str | None = None, batch_size: int = 32, target: str = "logit") -> None:
+        if target not in ("logit", "probability"):
+            raise ValueError(f"target must be logit or probability, not {target!r}")
+        self.model, self.batch_size, self.target = model, batch_size, target
         self.layer = layer or model.spec.target_layer
         self._cam: Any = None
 
@@ -104,7 +109,9 @@ class GradCam:
             raise RuntimeError("use GradCam inside a with block")
         if len(classes) != len(images):
             raise ValueError(f"one class per image: {len(images)} images, {len(classes)} classes")
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget, ClassifierOutputTarget
+
+        make = ClassifierOutputTarget if self.target == "logit" else ClassifierOutputSoftmaxTarget
 
         device = next(self.model.parameters()).device
         x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
@@ -112,7 +119,7 @@ class GradCam:
         with torch.enable_grad():
             for i in range(0, len(x), self.batch_size):
                 chunk = x[i : i + self.batch_size].to(device)
-                targets = [ClassifierOutputTarget(int(c)) for c in classes[i : i + self.batch_size]]
+                targets = [make(int(c)) for c in classes[i : i + self.batch_size]]
                 out.append(self._cam(input_tensor=chunk, targets=targets))
         cams = np.concatenate(out) if out else np.zeros((0, *x.shape[-2:]), dtype=np.float32)
         check(cams, f"{self.model.spec.name} at {self.layer}", allow_flat)

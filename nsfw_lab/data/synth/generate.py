@@ -69,6 +69,7 @@ class SynthConfig:
     shortcut_class: str = "porn"
     shortcut_rate: float = 0.6  # share of shortcut_class images carrying the watermark
     shortcut_leak: float = 0.02  # share of every other class carrying it
+    draw_watermarks: bool = True  # False: plan them as usual, draw none (the shortcut proxy's badge-free twin)
     gallery_size: tuple[int, int] = (1, 12)  # images per gallery, inclusive range
     near_dup_rate: float = 0.08  # share of each class that are near-duplicates of a gallery sibling
     exact_dup_rate: float = 0.01  # share of each class that are byte-identical reposts within the class
@@ -125,7 +126,7 @@ def _render_job(args: tuple[_Job, SynthConfig]) -> tuple[bytes, Box | None, tupl
     style, motif = CLASS_FACTORS[job.true_cls]
     scene = make_scene(np.random.default_rng(job.scene_seed), style, cfg.size, cfg.difficulty)
     rng = np.random.default_rng(job.image_seed)
-    img, box = render(scene, motif, rng, cfg.difficulty, watermark=job.watermark)
+    img, box = render(scene, motif, rng, cfg.difficulty, watermark=job.watermark and cfg.draw_watermarks)
     quality = int(rng.integers(80, 96))
     return _jpeg(img, quality), box, img.size
 
@@ -230,7 +231,17 @@ def generate(
         for job, (data, box, (w, h)) in zip(jobs, results, strict=True):
             (tmp / job.file).write_bytes(data)
             rows[job.file] = _row(
-                job.file, job.cls, job.group, data, box, "", job.watermark, "original", job.true_cls, w, h
+                job.file,
+                job.cls,
+                job.group,
+                data,
+                box,
+                "",
+                job.watermark and cfg.draw_watermarks,
+                "original",
+                job.true_cls,
+                w,
+                h,
             )
         _add_copies(tmp, cfg, jobs, rows)
         _add_broken(tmp, cfg, rows)

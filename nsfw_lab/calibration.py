@@ -1,0 +1,140 @@
+"""``nsfw-lab calibrate``: are the probabilities honest? ECE, reliability diagram, temperature scaling.
+
+Temperature scaling (Guo et al., 2017) divides the logits by one scalar ``T`` fitted by minimising the
+negative log-likelihood on the **val** split; it never changes a prediction, only how sure it claims to be.
+The fitted ``T`` is stored with the run (``RUN_DIR/calibration.json``) and applied by ``nsfw-lab predict``;
+ECE and NLL are reported on **test** before and after, so the fit is judged on images it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+from nsfw_lab.data.dataset import CuratedImageDataset, make_loader
+from nsfw_lab.data.transforms import eval_transform
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import atomic_write_json
+from nsfw_lab.runs import LoadedRun, load_run
+
+CALIBRATION = "calibration.json"
+ECE_BINS = 15
+T_RANGE = (0.05, 20.0)
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of ``logits / temperature``."""
+    return softmax(np.asarray(logits, float) / temperature, axis=1)
+
+
+def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the labels under ``softmax(logits / temperature)``."""
+    if not len(y):
+        return 0.0
+    lp = log_softmax(np.asarray(logits, float) / temperature, axis=1)
+    return float(-lp[np.arange(len(y)), np.asarray(y, int)].mean())
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
+    """Equal-width confidence bins of the top-1 probability: mean confidence, accuracy and count per bin
+    (``None`` for empty bins) and the bin edges, for a reliability diagram."""
+    conf, correct = probs.max(1), probs.argmax(1) == np.asarray(y, int)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    out: dict[str, list] = {"edges": edges.tolist(), "confidence": [], "accuracy": [], "count": []}
+    for b in range(bins):
+        m = which == b
+        out["count"].append(int(m.sum()))
+        out["confidence"].append(float(conf[m].mean()) if m.any() else None)
+        out["accuracy"].append(float(correct[m].mean()) if m.any() else None)
+    return out
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: the count-weighted mean |accuracy - confidence| over equal-width bins."""
+    r, n = reliability(probs, y, bins), len(y)
+    if not n:
+        return 0.0
+    return float(
+        sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True) if c)
+    )
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The ``T`` in ``T_RANGE`` minimising NLL of ``softmax(logits / T)`` (a bounded 1-D search over log T)."""
+    if not len(y):
+        raise NsfwLabError("temperature scaling needs labelled images; the val split is empty")
+    res = minimize_scalar(
+        lambda t: nll(logits, y, float(np.exp(t))),
+        bounds=tuple(np.log(T_RANGE)),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(res.x))
+
+
+def split_logits(
+    run: LoadedRun, split: str, data: Path | None = None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of the run's model on ``split`` of its curated data (or ``data``)."""
+    from nsfw_lab.evaluate import infer
+
+    root = Path(data) if data else run.data_dir
+    ds = CuratedImageDataset(root, split, eval_transform(run.image_size, normalize=False))
+    logits, y, _ = infer(run, make_loader(ds, 64, train=False, device=run.device.type), progress, logits=True)
+    return logits, y
+
+
+def summary(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, Any]:
+    """NLL and ECE before (T = 1) and after scaling, with the reliability bins of both."""
+    before, after = probabilities(logits), probabilities(logits, temperature)
+    return {
+        "n": len(y),
+        "nll_before": nll(logits, y),
+        "nll_after": nll(logits, y, temperature),
+        "ece_before": ece(before, y),
+        "ece_after": ece(after, y),
+        "reliability_before": reliability(before, y),
+        "reliability_after": reliability(after, y),
+    }
+
+
+def calibrate_run(
+    run_dir: Path | str, device: str = "auto", progress: bool = True
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Fit ``T`` on val, report test, write ``RUN_DIR/calibration.json``; also returns the logits and labels
+    of both splits (``{"val": (logits, y), "test": ...}``) for the moderation thresholds."""
+    run = load_run(run_dir, device=device)
+    data = {s: split_logits(run, s, progress=progress) for s in ("val", "test")}
+    t = fit_temperature(*data["val"])
+    at_bound = not T_RANGE[0] * 1.01 < t < T_RANGE[1] * 0.99  # the search hit a wall: degenerate logits
+    result = {
+        "temperature": t,
+        "temperature_at_bound": at_bound,
+        "fitted_on": "val",
+        "bins": ECE_BINS,
+        "checkpoint": run.checkpoint,
+        "val": summary(*data["val"], t),
+        "test": summary(*data["test"], t),
+    }
+    atomic_write_json(Path(run_dir) / CALIBRATION, result)
+    return result, data
+
+
+def load_temperature(run_dir: Path | str) -> float | None:
+    """The run's fitted temperature, or None when it has not been calibrated."""
+    path = Path(run_dir) / CALIBRATION
+    if not path.is_file():
+        return None
+    try:
+        t = float(json.loads(path.read_text())["temperature"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None
+    if not T_RANGE[0] <= t <= T_RANGE[1]:
+        raise NsfwLabError(f"{path}: temperature {t} outside {T_RANGE}; rerun `nsfw-lab calibrate`")
+    return t

@@ -1,0 +1,269 @@
+"""``nsfw-lab cards``: a model card and a data card per run, written as Markdown from what the run recorded.
+
+Every figure in a card is read from a file (``config.json``, ``eval_test.json``, ``calibration.json``,
+``policy.json`` in the run; ``curation_report.json`` in its data; notebook 06's measured explanations when
+given), and a missing file says so in the card instead of leaving a gap that reads as "fine".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nsfw_lab import __version__
+from nsfw_lab.calibration import T_RANGE
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import atomic_write_bytes
+
+CONTENT_SAFETY = """\
+- This repository and its tests contain no real sexual imagery: the proxy is abstract renderings (rings,
+  panels, shapes); nothing depicts a person.
+- Real data (the nsfw_data_scraper URL lists) links to adult content of unknown origin; it may include
+  images that are illegal to hold in your jurisdiction. Only adults with a legal basis should download it,
+  on access-controlled storage, never in a shared or public repository.
+- This model is **not** a detector of child sexual abuse material or of non-consensual imagery. Such content
+  must go to the legal reporting channels and specialised tools (hash matching), never to this classifier.
+- Reviewers who look at `review` and `block` decisions need the protections moderation work requires
+  (rotation, opt-out, blurred previews)."""
+
+SAFETY_SECTION = ("## Content safety", "", CONTENT_SAFETY, "")
+
+INTENDED = """\
+- **Intended use:** first-pass triage of images into the five nsfw_data_scraper classes, turned into
+  allow / review / block by a stated policy, with people reviewing the `review` band and a sample of the rest;
+  teaching and research on leakage-free evaluation and checked explanations.
+- **Out of scope / misuse:** sole automated decisions about people or their accounts without human review;
+  judging age, identity, consent or legality; surveillance or profiling; any use on the proxy's numbers as if
+  they were real-world performance."""
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise NsfwLabError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _ci(v: list | None) -> str:
+    return "" if not v or v[0] is None else f" [{v[0]:.3f}, {v[1]:.3f}]"
+
+
+def _missing(what: str, cmd: str) -> str:
+    return f"_Not recorded: {what}. Run `{cmd}` and regenerate this card._"
+
+
+def _metrics(ev: dict[str, Any] | None, run: Path) -> list[str]:
+    if not ev:
+        return [_missing("test metrics", f"nsfw-lab evaluate --run {run}")]
+    out = [
+        f"Test split, n = {ev['n']} images (95% bootstrap CIs over images):",
+        "",
+        f"- accuracy {ev['accuracy']:.3f}{_ci(ev.get('accuracy_ci95'))}",
+        f"- macro-F1 {ev['macro_f1']:.3f}{_ci(ev.get('macro_f1_ci95'))}",
+        f"- balanced accuracy {ev['balanced_accuracy']:.3f}",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for c, m in ev["per_class"].items():
+        out.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    cm, classes = ev["confusion_matrix"], ev["classes"]
+    confusions = sorted(
+        ((cm[i][j], classes[i], classes[j]) for i in range(len(cm)) for j in range(len(cm)) if i != j), reverse=True
+    )
+    top = [f"{t} → {p} ({n})" for n, t, p in confusions[:3] if n]
+    out += ["", "Most frequent confusions (true → predicted): " + (", ".join(top) or "none")]
+    return out
+
+
+def _calibration(cal: dict[str, Any] | None, run: Path) -> list[str]:
+    if not cal:
+        return [_missing("calibration", f"nsfw-lab calibrate --run {run}")]
+    t = cal["test"]
+    return [
+        f"Temperature scaling fitted on val: T = {cal['temperature']:.3f}. On test (n = {t['n']}): "
+        f"ECE {t['ece_before']:.3f} → {t['ece_after']:.3f}, NLL {t['nll_before']:.3f} → {t['nll_after']:.3f}. "
+        "`nsfw-lab predict` applies T."
+        + (
+            f" **T sits at the search bound {T_RANGE}: the logits are degenerate (an untrained or collapsed model)"
+            " and no single temperature calibrates them.**"
+            if cal.get("temperature_at_bound")
+            else ""
+        )
+    ]
+
+
+def _policy(pol: dict[str, Any] | None, run: Path) -> list[str]:
+    if not pol:
+        return [_missing("the moderation policy's operating point", f"nsfw-lab calibrate --run {run}")]
+    p, t = pol["policy"], pol["thresholds"]
+    out = [
+        f"Groups: block = {', '.join(p['block'])}; review = {', '.join(p['review'])}; allow = {', '.join(p['allow'])}.",
+        f"Thresholds on P(block group), chosen on val for block recall ≥ {p['target_recall']} and block-or-review "
+        f"recall ≥ {p['review_recall']}: block ≥ {t['t_block']:.4f}, review band ≥ {t['t_review']:.4f}.",
+        "",
+        "| split | block recall | block precision | false-positive rate | review rate | missed (allowed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("val", "test"):
+        m = pol[split]
+        cell = lambda k, m=m: "n/a" if m[k] is None else f"{m[k]:.3f}{_ci(m[f'{k}_ci95'])}"  # noqa: E731
+        out.append(
+            f"| {split} (n = {m['n']}) | {cell('block_recall')} | {cell('block_precision')} | "
+            f"{cell('false_positive_rate')} | {cell('review_rate')} | {cell('missed_rate')} |"
+        )
+    return out
+
+
+def _explanations(exp: dict[str, Any] | None, shortcut: dict[str, Any] | None) -> list[str]:
+    out = []
+    if exp and exp.get("n"):
+        c, r, z = exp["cam"], exp["random"], exp["centre"]
+        out.append(
+            f"- Pointing game (Grad-CAM at `{exp['layer']}`, true class, n = {exp['n']} test images with an "
+            f"evidence box): {c['pointing']['mean']:.3f}{_ci(c['pointing']['ci95'])} against random "
+            f"{r['pointing']['mean']:.3f} and centre prior {z['pointing']['mean']:.3f}; verdict: "
+            f"**{exp['verdict']}** (target ≥ {exp['target']}). Energy in box {c['energy']['mean']:.3f}."
+        )
+        f = exp.get("faithfulness")
+        if f:
+            out.append(
+                f"- ROAD (combined, higher = more faithful): CAM {f['cam']['road_combined']:.3f} vs random "
+                f"{f['random']['road_combined']:.3f} (n = {f['n']})."
+            )
+    else:
+        out.append("- Explanations not measured for this model (notebook 06; needs the proxy's evidence boxes).")
+    if shortcut:
+        out.append(
+            "- Study-level shortcut experiment (notebook 06: a baseline CNN trained on a proxy where a badge comes "
+            f"with one class, against the same recipe on clean data; not this model): {shortcut['summary']}"
+        )
+    return out
+
+
+def model_card(run_dir: Path, name: str, explanations: dict | None = None, shortcut: dict | None = None) -> str:
+    """The Markdown model card of ``run_dir`` (see the module docstring for the sources)."""
+    run = Path(run_dir)
+    cfg = _read(run / "config.json")
+    if cfg is None:
+        raise NsfwLabError(f"{run}: not a training run (no config.json)")
+    m, tc = cfg["model"], cfg["config"]
+    weights = "ImageNet" if m["weights"] != "none" else "random (trained from scratch)"
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"Generated {datetime.now(UTC):%Y-%m-%d} by nsfw_lab {__version__} from `{run}`.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture `{m['name']}`, input {m['input_size']} px, initial weights: {weights}.",
+        f"- Training: {tc['epochs']} epochs, {tc['optimizer']} lr {tc['lr']}, batch {tc['batch_size']}, "
+        f"augmentations: {', '.join(tc.get('augment') or []) or 'crop + flip only'}, seed {tc['seed']}.",
+        f"- Classes: {', '.join(cfg['classes'])}. Data: `{cfg['data']['path']}` (manifest sha256 "
+        f"`{cfg['data']['manifest_sha256'][:16]}…`); see the data card.",
+        "",
+        "## Intended use",
+        "",
+        INTENDED,
+        "",
+        "## Metrics",
+        "",
+        *_metrics(_read(run / "eval_test.json"), run),
+        "",
+        "## Calibration",
+        "",
+        *_calibration(_read(run / "calibration.json"), run),
+        "",
+        "## Moderation policy: operating points",
+        "",
+        *_policy(_read(run / "policy.json"), run),
+        "",
+        "## Explanations and known failure modes",
+        "",
+        *_explanations(explanations, shortcut),
+        "",
+        "## Caveats",
+        "",
+        "- Scores on the synthetic proxy measure the method, not real-world performance; the real study "
+        "reruns every notebook on curated scraper data (`make study PROFILE=gpu DATA=...`).",
+        "- A model trained from random weights at a reduced size is far from a fine-tuned ImageNet model.",
+        "",
+        *SAFETY_SECTION,
+    ]
+    return "\n".join(lines)
+
+
+def data_card(curated: Path) -> str:
+    """The Markdown data card of a curated folder, from its ``curation_report.json``."""
+    rep = _read(Path(curated) / "curation_report.json")
+    if rep is None:
+        raise NsfwLabError(f"{curated}: not a curated dataset (no curation_report.json)")
+    src = Path(rep["source"])
+    synth = _read(src / "synth_config.json")
+    if synth:
+        prov = (
+            f"Synthetic proxy generated by `nsfw-lab synth` (seed {synth['seed']}, {synth['per_class']} per class, "
+            f"{synth['size']} px, shortcut badge: {'yes' if synth['shortcut'] else 'no'}). Abstract renderings "
+            "released with the project under its MIT licence; they stand in for the real data's structure "
+            "(galleries, reposts, cross-class duplicates, broken files), not its content."
+        )
+    else:
+        prov = (
+            f"Images from `{src}` (e.g. downloaded from the nsfw_data_scraper URL lists). The images belong to "
+            "their owners; no licence is granted by the lists, many links are dead, and the labels come from the "
+            "subreddit or site each URL was scraped from, so they are noisy."
+        )
+    leak = rep["leakage_check"]
+    split_totals = {s: sum(c.get(s, 0) for c in rep["counts"].values()) for s in ("train", "val", "test")}
+    lines = [
+        f"# Data card: {Path(curated).name}",
+        "",
+        "## Provenance and licence",
+        "",
+        prov,
+        "",
+        "## Curation",
+        "",
+        f"- Files seen {rep['files_seen']}, kept {rep['kept']}; quarantined {rep['quarantined']} "
+        f"({', '.join(f'{k} {v}' for k, v in rep['quarantined_by_reason'].items()) or 'none'}).",
+        f"- Byte-identical duplicates removed {rep['exact_duplicates_removed']}; images found in two classes "
+        f"dropped {rep['label_conflicts_dropped']}; near-duplicate clusters {rep['near_duplicate_clusters']}.",
+        f"- Split (train / val / test): {split_totals['train']} / {split_totals['val']} / {split_totals['test']}; "
+        f"class proportions differ by at most {rep['max_class_proportion_gap']:.1%} between splits.",
+        "",
+        "| class | train | val | test |",
+        "|---|---|---|---|",
+        *[f"| {c} | {n.get('train', 0)} | {n.get('val', 0)} | {n.get('test', 0)} |" for c, n in rep["counts"].items()],
+        "",
+        "## Leakage controls",
+        "",
+        f"- Group-aware split over {rep['groups']} groups (galleries and near-duplicate clusters never straddle "
+        "splits).",
+        f"- Check {'passed' if leak['passed'] else '**FAILED**'}: {leak['cross_split_sha256']} identical and "
+        f"{leak['cross_split_near_duplicates']} near-identical images across splits, "
+        f"{leak['groups_straddling_splits']} groups straddling splits (pHash threshold {leak['phash_threshold']}).",
+        *[f"- Warning: {w}" for w in rep.get("warnings", [])],
+        "",
+        *SAFETY_SECTION,
+    ]
+    return "\n".join(lines)
+
+
+def write_cards(
+    run_dir: Path | str, out: Path | str, name: str, explanations: dict | None = None, shortcut: dict | None = None
+) -> dict[str, Path]:
+    """Write ``OUT/<run folder name>/MODEL_CARD.md`` and ``DATA_CARD.md`` (atomically); returns their paths."""
+    run = Path(run_dir)
+    cfg = _read(run / "config.json")
+    if cfg is None:
+        raise NsfwLabError(f"{run}: not a training run (no config.json)")
+    folder = Path(out) / run.name
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"model": folder / "MODEL_CARD.md", "data": folder / "DATA_CARD.md"}
+    atomic_write_bytes(paths["model"], model_card(run, name, explanations, shortcut).encode())
+    atomic_write_bytes(paths["data"], data_card(Path(cfg["data"]["path"])).encode())
+    return paths
