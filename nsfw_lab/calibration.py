@@ -126,15 +126,22 @@ def calibrate_run(
     return result, data
 
 
-def load_temperature(run_dir: Path | str) -> float | None:
-    """The run's fitted temperature, or None when it has not been calibrated."""
+def load_calibration(run_dir: Path | str) -> dict[str, Any] | None:
+    """The run's ``calibration.json`` with its temperature checked, or None when it has not been calibrated."""
     path = Path(run_dir) / CALIBRATION
     if not path.is_file():
         return None
     try:
-        t = float(json.loads(path.read_text())["temperature"])
+        cal = json.loads(path.read_text())
+        t = cal["temperature"] = float(cal["temperature"])
     except (ValueError, KeyError, TypeError) as exc:
         raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None
     if not T_RANGE[0] <= t <= T_RANGE[1]:
         raise NsfwLabError(f"{path}: temperature {t} outside {T_RANGE}; rerun `nsfw-lab calibrate`")
-    return t
+    return cal
+
+
+def load_temperature(run_dir: Path | str) -> float | None:
+    """The run's fitted temperature, or None when it has not been calibrated."""
+    cal = load_calibration(run_dir)
+    return cal["temperature"] if cal else None

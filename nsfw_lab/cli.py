@@ -94,8 +94,9 @@ def _predict(a: argparse.Namespace) -> None:
     from nsfw_lab.inference import decision_rule
 
     run = load_run(a.run, a.checkpoint, a.device)
-    print(f"note: {decision_rule(run)[3]}", file=sys.stderr)
-    rows = iter_predictions(run, a.paths, a.batch_size, a.progress)
+    rule = decision_rule(run)
+    print(f"note: {rule[3]}", file=sys.stderr)
+    rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
     if a.output:
         with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
             n, bad = write_rows(rows, a.format, fh)

@@ -21,11 +21,11 @@ from typing import IO, Any
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from nsfw_lab.calibration import CALIBRATION, load_temperature
+from nsfw_lab.calibration import CALIBRATION, load_calibration
 from nsfw_lab.data.imageio import ImageLoadError, load_image
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.moderation import FITTED, Policy, block_score, decide, load_fitted, load_policy
+from nsfw_lab.moderation import FITTED, Policy, block_score, decide, load_fitted_with_temperature, load_policy
 from nsfw_lab.progress import tqdm
 from nsfw_lab.runs import LoadedRun, load_run
 
@@ -61,14 +61,14 @@ def decision_rule(run: LoadedRun) -> tuple[float, Policy, dict[str, float], str]
     """Temperature, policy and thresholds ``predict`` applies for ``run``, and a line saying where from. A
     calibration fitted for the other checkpoint is not applied (its logits differ); a policy fitted at another
     temperature than the stored one is an error."""
-    t, fitted, note = load_temperature(run.run_dir), load_fitted(run.run_dir), ""
-    cal = json.loads((run.run_dir / CALIBRATION).read_text()) if t else {}
-    if t and cal.get("checkpoint", "best") != run.checkpoint:
+    cal, fitted, note = load_calibration(run.run_dir), load_fitted_with_temperature(run.run_dir), ""
+    t = cal["temperature"] if cal else None
+    if cal and cal.get("checkpoint", "best") != run.checkpoint:
         t, fitted = None, None
         note = f"calibration was fitted for the {cal.get('checkpoint')} checkpoint, not applied to {run.checkpoint}: "
-    if fitted and abs(json.loads((run.run_dir / FITTED).read_text()).get("temperature", 1.0) - (t or 1.0)) > 1e-9:
+    if fitted and abs(fitted[2] - (t or 1.0)) > 1e-9:
         raise NsfwLabError(f"{run.run_dir}: {FITTED} and {CALIBRATION} disagree; rerun `nsfw-lab calibrate`")
-    policy, thresholds = fitted or (load_policy(), UNFITTED)
+    policy, thresholds = fitted[:2] if fitted else (load_policy(), UNFITTED)
     policy.check(run.classes, "policy")
     note += f"calibrated (T={t:.3f})" if t else "uncalibrated probabilities"
     if fitted:
@@ -80,11 +80,15 @@ def decision_rule(run: LoadedRun) -> tuple[float, Policy, dict[str, float], str]
 
 @torch.inference_mode()
 def iter_predictions(
-    run: LoadedRun, paths: Iterable[Path | str], batch_size: int = 32, progress: bool = False
+    run: LoadedRun,
+    paths: Iterable[Path | str],
+    batch_size: int = 32,
+    progress: bool = False,
+    rule: tuple[float, Policy, dict[str, float], str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
     ``decision``, ``error``."""
-    temperature, policy, thresholds, _ = decision_rule(run)
+    temperature, policy, thresholds, _ = rule or decision_rule(run)
     tf = eval_transform(run.image_size, normalize=False)
     empty = {f"prob_{c}": None for c in run.classes} | {"block_score": None, "decision": None}
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)

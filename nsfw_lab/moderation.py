@@ -180,13 +180,19 @@ def fit_policy(
 
 def load_fitted(run_dir: Path | str) -> tuple[Policy, dict[str, float]] | None:
     """The policy and thresholds ``nsfw-lab calibrate`` fitted for a run, or None."""
+    fitted = load_fitted_with_temperature(run_dir)
+    return fitted[:2] if fitted else None
+
+
+def load_fitted_with_temperature(run_dir: Path | str) -> tuple[Policy, dict[str, float], float] | None:
+    """:func:`load_fitted` plus the temperature the thresholds were chosen at (one read of ``policy.json``)."""
     path = Path(run_dir) / FITTED
     if not path.is_file():
         return None
     try:
         d = json.loads(path.read_text())
         p = Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()})
-        return p, {k: float(v) for k, v in d["thresholds"].items()}
+        return p, {k: float(v) for k, v in d["thresholds"].items()}, float(d.get("temperature", 1.0))
     except (ValueError, KeyError, TypeError) as exc:
         raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None
 

@@ -14,6 +14,7 @@ from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate import mistakes
 from nsfw_lab.explain.cam import GradCam, cam_layer, is_flat
+from nsfw_lab.explain.measure import region_mass
 from nsfw_lab.runs import LoadedRun
 
 # The confusions the real data is known for (label noise and near-identical content) come first.
@@ -70,8 +71,4 @@ def mistake_cams(
 
 def cam_mass_centre(cams: np.ndarray, border: float = 0.15) -> float:
     """Share of CAM mass inside the central region (excluding a ``border`` fraction on each side)."""
-    h, w = cams.shape[-2:]
-    bh, bw = round(h * border), round(w * border)
-    total = cams.sum(axis=(-2, -1))
-    inner = cams[..., bh : h - bh, bw : w - bw].sum(axis=(-2, -1))
-    return float(np.mean(inner / np.maximum(total, 1e-12)))
+    return region_mass(cams, border)["centre"] if len(cams) else float("nan")
