@@ -21,7 +21,7 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
 
 
 @contextmanager
@@ -35,7 +35,7 @@ def atomic_open(path: Path, mode: str = "wb", fsync: bool = True, **kwargs: Any)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             if fsync:

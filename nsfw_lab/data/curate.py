@@ -23,12 +23,13 @@ from pathlib import Path
 from PIL import Image, ImageStat
 
 from nsfw_lab.data.dedup import NearIndex, exact_duplicates, label_conflicts, placeholder_nodes, split_units
+from nsfw_lab.data.groups import load_known_groups
 from nsfw_lab.data.hashing import near_duplicate_nodes, phash_hex, sha256_hex
 from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_image_bytes
 from nsfw_lab.data.leakage import leakage_check
 from nsfw_lab.data.split import SPLITS, group_stratified_split, max_proportion_gap, split_table
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_csv, staged_dir, write_csv
+from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, staged_dir, write_csv
 from nsfw_lab.parallel import imap_ordered
 
 PLACEHOLDER_RADIUS = 4  # pHash bits within which repeated copies count as one placeholder card
@@ -194,36 +195,6 @@ def _inspect(args: tuple[Path, str, str, Path, CurateConfig]) -> _Rec:
         rec.phash = phash_hex(back)
     rec.ok = True
     return rec
-
-
-def load_known_groups(path: Path, root: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Read a group manifest: ``group``/``group_id`` plus ``sha256`` and/or ``file``/``path`` columns.
-
-    Returns (group by sha256, group by path relative to ``root``). Works with the proxy's manifest
-    and with the download audit manifest (``nsfw-lab download``).
-    """
-    try:
-        rows = read_csv(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NsfwLabError(f"{path}: cannot read group manifest ({exc})") from None
-    if not rows:
-        return {}, {}
-    cols = set(rows[0])
-    gcol = "group" if "group" in cols else "group_id" if "group_id" in cols else None
-    fcol = "file" if "file" in cols else "path" if "path" in cols else None
-    if gcol is None or (fcol is None and "sha256" not in cols):
-        raise NsfwLabError(f"{path}: a group manifest needs a 'group' column and a 'file' or 'sha256' column")
-    by_sha: dict[str, str] = {}
-    by_rel: dict[str, str] = {}
-    for r in rows:
-        g = (r.get(gcol) or "").strip()
-        if not g:
-            continue
-        if r.get("sha256"):
-            by_sha[r["sha256"].strip().lower()] = g
-        if fcol and r.get(fcol):
-            by_rel[Path(r[fcol]).as_posix()] = g
-    return by_sha, by_rel
 
 
 def _check_paths(src: Path, out: Path) -> None:

@@ -1,0 +1,121 @@
+"""The download audit manifest, ``OUT/manifest.csv``: one row per (class, URL) attempt, appended safely.
+
+Each row is written with a single ``write()`` of a complete line to a file opened in append mode, and
+the file is flushed to disk every few seconds and at the end, so a kill leaves at most one incomplete
+last line; opening the manifest again cuts that line off (and says so), and the URL it belonged to is
+simply done again. The latest row of a (class, URL) is its current state: a later row supersedes an
+earlier one (a retried error, or an image found to be a repeated placeholder).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.fsutil import atomic_write_bytes
+
+NAME = "manifest.csv"
+COLUMNS = (
+    "url", "class", "status", "http_code", "final_url", "bytes", "sha256", "content_type", "format", "file",
+    "group_id", "error", "attempts", "line", "time",
+)  # fmt: skip
+STATUSES = ("ok", "duplicate", "dead", "placeholder", "rejected", "error")
+STORED = frozenset({"ok", "duplicate"})  # rows whose file is in OUT/<class>/
+FSYNC_SECONDS = 2.0
+
+
+def _line(row: dict) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(
+        [" ".join(str(row.get(c, "") if row.get(c) is not None else "").split()) for c in COLUMNS]
+    )
+    return buf.getvalue().encode("utf-8")
+
+
+class Manifest:
+    """Read (repairing an interrupted last line) and append to a download manifest."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.repaired = False
+        self.latest: dict[tuple[str, str], dict[str, str]] = {}
+        self.rows = 0
+        if self.path.exists():
+            self._load()
+        else:
+            atomic_write_bytes(self.path, _line(dict(zip(COLUMNS, COLUMNS, strict=True))))
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._synced = time.monotonic()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+                fh.flush()
+                os.fsync(fh.fileno())
+            data = data[:keep]
+            self.repaired = True
+        try:
+            reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+            header = next(reader, None)
+            if header is None:
+                raise NsfwLabError(f"{self.path}: empty file (not a download manifest); move it away")
+            if tuple(header) != COLUMNS:
+                raise NsfwLabError(f"{self.path}: not a download manifest (its header is not {','.join(COLUMNS)})")
+            for n, values in enumerate(reader, start=2):
+                if len(values) != len(COLUMNS) or values[2] not in STATUSES:
+                    raise NsfwLabError(f"{self.path}: line {n} is not a manifest row ({len(values)} fields)")
+                row = dict(zip(COLUMNS, values, strict=True))
+                self.latest[(row["class"], row["url"])] = row
+                self.rows += 1
+        except UnicodeDecodeError as exc:
+            raise NsfwLabError(f"{self.path}: not UTF-8 text ({exc.reason})") from None
+        except csv.Error as exc:
+            raise NsfwLabError(f"{self.path}: cannot parse ({exc})") from None
+
+    def append(self, row: dict) -> None:
+        """Write one row (a complete line in one write) and make it the latest for its (class, URL)."""
+        row = {**row, "time": row.get("time") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        data = _line(row)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.latest[(str(row["class"]), str(row["url"]))] = {c: str(row.get(c, "") or "") for c in COLUMNS}
+        self.rows += 1
+        if time.monotonic() - self._synced > FSYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush appended rows to disk."""
+        os.fsync(self._fd)
+        self._synced = time.monotonic()
+
+    def close(self) -> None:
+        """Sync and close (idempotent)."""
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """The latest row of every (class, URL) in a manifest, in first-seen order (read-only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NsfwLabError(f"{path}: no download manifest here")
+    latest: dict[tuple[str, str], dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise NsfwLabError(f"{path}: not a download manifest (unexpected header)")
+        for row in reader:  # an interrupted last line (too few fields) is skipped
+            if None not in row and None not in row.values() and row["status"] in STATUSES:
+                latest[(row["class"], row["url"])] = row
+    return list(latest.values())
