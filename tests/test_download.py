@@ -39,8 +39,7 @@ def files_of(out: Path) -> dict[str, bytes]:
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
-        and p.parent != out  # fmt: skip
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts) and p.parent != out
     }
 
 
@@ -66,7 +65,12 @@ def faults(h: SimHost) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]]
     always5 = add("/broken.jpg", Route(img[5], fail_first=99, fail_status=503), "error", "HTTP 503")
     urls = {
         "drawings": [
-            "# comment lines and blank lines are ignored", "", *g, g[0], flaky, always5,
+            "# comment lines and blank lines are ignored",
+            "",
+            *g,
+            g[0],
+            flaky,
+            always5,
             add("/gone.jpg", Route(b"nope", 404, "text/plain"), "dead", "HTTP 404"),
             add("/gone2.jpg", Route(b"nope", 410, "text/plain"), "dead", "HTTP 410"),
             add("/slow.jpg", Route(img[0], delay=3.0), "error", "timed out"),
@@ -78,8 +82,12 @@ def faults(h: SimHost) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]]
             add("/big-stream.jpg", Route(big, no_length=True), "rejected", "while streaming"),
             add("/as-html.jpg", Route(img[0], content_type="text/html"), "ok"),
             add("/png-as-jpeg.jpg", Route(png, content_type="image/jpeg"), "ok"),
-            add("/page.jpg", Route(b"<!DOCTYPE html><html>sign in</html>", content_type="image/jpeg"), "dead",
-                "HTML page"),  # fmt: skip
+            add(
+                "/page.jpg",
+                Route(b"<!DOCTYPE html><html>sign in</html>", content_type="image/jpeg"),
+                "dead",
+                "HTML page",
+            ),
             add("/error.png", Route(b'{"error": "not found"}', content_type="image/png"), "dead", "JSON"),
             add("/cut.jpg", Route(img[2], send_bytes=len(img[2]) // 2), "error", "cut short"),
             add("/trunc.jpg", Route(img[3][: len(img[3]) // 2]), "dead", "truncated"),
@@ -89,10 +97,12 @@ def faults(h: SimHost) -> tuple[dict[str, list[str]], dict[str, tuple[str, str]]
             add("/card-a.png", Route(card, content_type="image/png"), "placeholder", "same bytes came from 3"),
             add("/card-b.png", Route(card, content_type="image/png"), "placeholder", "same bytes came from 3"),
             add("/repost.jpg", Route(img[1]), "duplicate", "same bytes"),
-            "ftp://example.invalid/a.jpg", "just some text", "javascript:alert(1)",
+            "ftp://example.invalid/a.jpg",
+            "just some text",
+            "javascript:alert(1)",
         ],
         "sexy": [g[1], add("/card-c.png", Route(card, content_type="image/png"), "placeholder", "")],
-    }  # fmt: skip
+    }
     h.add("/loop-b.jpg", Route(status=302, location="/loop-a.jpg"))
     h.add("/removed.png", Route(card, content_type="image/png"))
     return urls, expect
@@ -107,7 +117,9 @@ def _gif_1x1() -> bytes:
 @pytest.fixture()
 def signatures(tmp_path: Path) -> Path:
     path = tmp_path / "extra.toml"
-    path.write_text("[[placeholder]]\nname = 'local-removed'\nfinal_url_regex = 'http://127\\.0\\.0\\.1:\\d+/removed\\.png'\n")
+    path.write_text(
+        "[[placeholder]]\nname = 'local-removed'\nfinal_url_regex = 'http://127\\.0\\.0\\.1:\\d+/removed\\.png'\n"
+    )
     return path
 
 
@@ -127,7 +139,10 @@ def test_every_fault_is_recorded_and_a_rerun_changes_nothing(tmp_path: Path, sig
             assert text in row["error"], (url, row["error"])
         assert rows[("sexy", urls["drawings"][3])]["status"] == "ok"  # a URL of two classes: kept in both
         for bad in ("ftp://example.invalid/a.jpg", "just some text", "javascript:alert(1)"):
-            assert rows[("drawings", bad)]["status"] == "rejected" and "not an http(s) URL" in rows[("drawings", bad)]["error"]
+            assert (
+                rows[("drawings", bad)]["status"] == "rejected"
+                and "not an http(s) URL" in rows[("drawings", bad)]["error"]
+            )
         # retries: 5xx and transient failures retried, 4xx never; the placeholder URL was never fetched
         by_path = {u.split(str(h.port))[1]: r for (_, u), r in rows.items() if str(h.port) in u}
         assert h.hits["/flaky.jpg"] == 2 and by_path["/flaky.jpg"]["attempts"] == "2"
@@ -137,7 +152,9 @@ def test_every_fault_is_recorded_and_a_rerun_changes_nothing(tmp_path: Path, sig
         assert by_path["/private.jpg"]["final_url"] == "http://10.255.255.1/x.jpg"
         assert by_path["/gone.jpg"]["http_code"] == "404"
         # content is judged from the bytes: a JPEG sent as text/html is saved as .jpg, a PNG sent as JPEG as .png
-        assert by_path["/as-html.jpg"]["content_type"] == "text/html" and by_path["/as-html.jpg"]["file"].endswith(".jpg")
+        assert by_path["/as-html.jpg"]["content_type"] == "text/html" and by_path["/as-html.jpg"]["file"].endswith(
+            ".jpg"
+        )
         assert by_path["/png-as-jpeg.jpg"]["format"] == "PNG" and by_path["/png-as-jpeg.jpg"]["file"].endswith(".png")
         # saved files: <class>/<sha256>.<ext>, content matching the name, decodable, each stored once per class
         files = files_of(out)
@@ -158,11 +175,18 @@ def test_every_fault_is_recorded_and_a_rerun_changes_nothing(tmp_path: Path, sig
         t = report["summary"]["drawings"]
         assert t["ok"] == 6 and t["duplicate"] == 1 and t["pending"] == 0
         assert t["rejected"] == 8 and t["placeholder"] == 4 and t["error"] == 3 and t["dead"] == 7
-        assert report["lists"]["drawings"]["repeated_lines"] == 1 and report["lists"]["drawings"]["blank_or_comment"] == 2
+        assert (
+            report["lists"]["drawings"]["repeated_lines"] == 1 and report["lists"]["drawings"]["blank_or_comment"] == 2
+        )
         # a rerun resumes: nothing left to do, nothing requested, nothing changed
         before = (out / "manifest.csv").read_bytes(), files, (out / "download.json").stat().st_mtime_ns, h.total_hits()
         download(raw, out, cfg, progress=False, confirm=False)  # no confirmation needed: nothing to fetch
-        after = (out / "manifest.csv").read_bytes(), files_of(out), (out / "download.json").stat().st_mtime_ns, h.total_hits()
+        after = (
+            (out / "manifest.csv").read_bytes(),
+            files_of(out),
+            (out / "download.json").stat().st_mtime_ns,
+            h.total_hits(),
+        )
         assert after == before
 
 
@@ -181,7 +205,7 @@ def test_retry_errors_fetches_only_the_errors_again(tmp_path: Path) -> None:
         rows = rows_by_url(tmp_path / "out")
         assert rows[("neutral", bad)]["status"] == "ok" and h.hits["/a.jpg"] == 1 and h.hits["/b.jpg"] == 2
         assert len(read_manifest(tmp_path / "out" / "manifest.csv")) == 2
-        assert sum(1 for _ in open(tmp_path / "out" / "manifest.csv")) == 1 + 3  # header, a, b (error), b (ok)
+        assert (tmp_path / "out" / "manifest.csv").read_text().count("\n") == 1 + 3  # header, a, b (error), b (ok)
 
 
 def test_loopback_is_refused_unless_allowed(tmp_path: Path) -> None:
@@ -214,7 +238,13 @@ def test_without_confirmation_nothing_is_fetched(tmp_path: Path) -> None:
             download(raw, tmp_path / "out", DownloadConfig(**FAST), progress=False)
         seen: list[str] = []
         with pytest.raises(NsfwLabError, match="not confirmed"):
-            download(raw, tmp_path / "out", DownloadConfig(**FAST), progress=False, confirm=lambda n: seen.append(n) and False)
+            download(
+                raw,
+                tmp_path / "out",
+                DownloadConfig(**FAST),
+                progress=False,
+                confirm=lambda n: seen.append(n) and False,
+            )
         assert h.total_hits() == 0 and "legal" in seen[0] and "dead" in seen[0]
         assert len(read_manifest(tmp_path / "out" / "manifest.csv")) == 0
 
@@ -250,7 +280,7 @@ def test_out_folder_and_settings_are_checked(tmp_path: Path) -> None:
     raw = write_lists(tmp_path / "raw", {"neutral": ["http://127.0.0.1:9/a.jpg"]})
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "thesis.docx").write_text("mine")
-    with pytest.raises(NsfwLabError, match="not empty and holds no manifest.csv"):
+    with pytest.raises(NsfwLabError, match=r"not empty and holds no manifest\.csv"):
         download(raw, tmp_path / "full", DownloadConfig(**FAST), progress=False, confirm=True)
     with pytest.raises(NsfwLabError, match="must not be RAW_DATA_DIR"):
         download(raw, raw, DownloadConfig(**FAST), progress=False, confirm=True)
@@ -258,7 +288,7 @@ def test_out_folder_and_settings_are_checked(tmp_path: Path) -> None:
         download(raw, tmp_path / "o", DownloadConfig(**FAST, classes=("porn",)), progress=False, confirm=True)
     with pytest.raises(NsfwLabError, match="--per-host"):
         download(raw, tmp_path / "o", DownloadConfig(**{**FAST, "per_host": 0}), progress=False, confirm=True)
-    with pytest.raises(NsfwLabError, match="no <class>/urls_<class>.txt"):
+    with pytest.raises(NsfwLabError, match=r"no <class>/urls_<class>\.txt"):
         download(tmp_path / "full", tmp_path / "o", DownloadConfig(**FAST), progress=False, confirm=True)
     sig = tmp_path / "bad.toml"
     sig.write_text("[[placeholder]]\nname = 'x'\nwidth = 'wide'\n")
@@ -328,3 +358,28 @@ def test_download_json_records_the_lists(tmp_path: Path) -> None:
     assert r["lists"]["neutral"] == {"lines": 3, "blank_or_comment": 1, "repeated_lines": 0, "urls": 2, "rejected": 1,
                                      "top_hosts": {"127.0.0.1": 1}}  # fmt: skip
     assert r["summary"]["neutral"]["ok"] == 1 and r["summary"]["neutral"]["rejected"] == 1
+
+
+def test_per_host_limit_and_concurrency(tmp_path: Path) -> None:
+    with SimHost() as h:
+        urls = [h.add(f"/s/{k}.jpg", Route(sim_image(k), delay=0.15)) for k in range(12)]
+        raw = write_lists(tmp_path / "raw", {"neutral": urls})
+        cfg = DownloadConfig(**{**FAST, "workers": 8, "per_host": 3})
+        download(raw, tmp_path / "out", cfg, progress=False, confirm=True)
+        assert h.max_in_flight == 3  # concurrent, and never more than --per-host on one host
+        h.max_in_flight = 0
+        download(raw, tmp_path / "one", DownloadConfig(**{**FAST, "workers": 1, "per_host": 3}), progress=False,
+                 confirm=True)  # fmt: skip
+        assert h.max_in_flight == 1
+
+
+def test_a_deleted_file_is_fetched_again(tmp_path: Path) -> None:
+    with SimHost() as h:
+        a, b = h.add("/a.jpg", Route(sim_image(1))), h.add("/b.jpg", Route(sim_image(2)))
+        raw = write_lists(tmp_path / "raw", {"neutral": [a, b]})
+        out = tmp_path / "out"
+        download(raw, out, DownloadConfig(**FAST), progress=False, confirm=True)
+        gone = out / rows_by_url(out)[("neutral", a)]["file"]
+        gone.unlink()
+        download(raw, out, DownloadConfig(**FAST), progress=False, confirm=True)
+        assert gone.read_bytes() == sim_image(1) and h.hits["/a.jpg"] == 2 and h.hits["/b.jpg"] == 1

@@ -47,8 +47,14 @@ def test_normalise_url(text: str, expected: str | None) -> None:
         ("https://i.imgur.com/G9JhVX9.jpg", "imgur/G9JhVX9"),
         ("http://i.imgur.com/AlrTy.jpg", "imgur/AlrTy"),
         ("https://cdn.discordapp.com/attachments/3956/5243/c855efd.jpg", "discord/5243"),
-        ("http://hardcoreimpact.com/tgp/af/090718/images/af-17.jpg", "series/hardcoreimpact.com/tgp/af/090718/images/af-#"),
-        ("http://content.example.com/imagedb/18816/i/h/830/14.jpg", "series/content.example.com/imagedb/18816/i/h/830/#"),
+        (
+            "http://hardcoreimpact.com/tgp/af/090718/images/af-17.jpg",
+            "series/hardcoreimpact.com/tgp/af/090718/images/af-#",
+        ),
+        (
+            "http://content.example.com/imagedb/18816/i/h/830/14.jpg",
+            "series/content.example.com/imagedb/18816/i/h/830/#",
+        ),
         ("https://i.redd.it/0c095e7hb8h11.jpg", ""),
         ("http://i.testanev.com//Blonde-with-five.jpg", ""),
         ("http://3.bp.blogspot.com/-2a7Q/VjT1/AAAA/6dYv/s1600/babes%2B%252812%2529.jpg", ""),
@@ -69,7 +75,9 @@ def test_galleries_are_kept_apart() -> None:
 
 def test_read_list_counts_and_rejects(tmp_path: Path) -> None:
     p = tmp_path / "urls_x.txt"
-    p.write_bytes(b"\xef\xbb\xbfhttp://a.example/1.jpg\r\n# c\r\n\r\nhttp://a.example/1.jpg\nnot a url\n\xff\xfe broken\n")
+    p.write_bytes(
+        b"\xef\xbb\xbfhttp://a.example/1.jpg\r\n# c\r\n\r\nhttp://a.example/1.jpg\nnot a url\n\xff\xfe broken\n"
+    )
     entries, stats = read_list(p, "x")
     assert [e.url for e in entries] == ["http://a.example/1.jpg", "not a url", "\ufffd\ufffd broken"]
     assert [e.line for e in entries] == [1, 5, 6]
@@ -100,4 +108,6 @@ def test_packaged_placeholder_signatures() -> None:
     assert not card.matches("https://example.com/abc.png", "", 503, "PNG", 161, 81, None)
     assert sigs["tracking-pixel"].matches("http://x/p.gif", "", 43, "GIF", 1, 1, None)
     ph = Signature("p", phash="ffff0000ffff0000", phash_radius=2)
-    assert ph.matches("u", "", 1, "", 9, 9, "ffff0000ffff0003") and not ph.matches("u", "", 1, "", 9, 9, "ffff0000ffff0007")
+    assert ph.matches("u", "", 1, "", 9, 9, "ffff0000ffff0003") and not ph.matches(
+        "u", "", 1, "", 9, 9, "ffff0000ffff0007"
+    )

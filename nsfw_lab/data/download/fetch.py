@@ -95,8 +95,11 @@ class AddressPolicy:
         if ip.is_global and not ip.is_multicast:
             return None
         kind = next(
-            (k for k in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified") if getattr(
-                ip, f"is_{k}")),
+            (
+                k
+                for k in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified")
+                if getattr(ip, f"is_{k}")
+            ),
             "non-public",
         )
         return f"{ip} is a {kind.replace('_', '-')} address"

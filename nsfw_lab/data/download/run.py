@@ -2,9 +2,9 @@
 
 ``OUT/<class>/<sha256>.<ext>`` holds the images, ``OUT/manifest.csv`` one row per (class, URL) with what
 happened (see :mod:`.manifest`), ``OUT/download.json`` the settings and the per-class table. A rerun skips
-every (class, URL) already in the manifest (``retry_errors`` re-fetches the ``error`` ones), so the same
-command resumes an interrupted download. ``nsfw-lab curate OUT CURATED`` reads ``OUT/manifest.csv`` for
-the gallery ids. One process at a time may write to OUT (a lock file).
+every (class, URL) already in the manifest (``retry_errors`` re-fetches the ``error`` ones; a stored file
+deleted since is fetched again), so the same command resumes an interrupted download. ``nsfw-lab curate
+OUT CURATED`` reads ``OUT/manifest.csv`` for the gallery ids. One process at a time may write to OUT.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from nsfw_lab import __version__
 from nsfw_lab.data.download.content import Signature, Verdict, judge, load_signatures
 from nsfw_lab.data.download.fetch import AddressPolicy, Fetcher, FetchSettings, HostLimiter, Outcome
-from nsfw_lab.data.download.manifest import NAME, STATUSES, Manifest
+from nsfw_lab.data.download.manifest import NAME, STATUSES, STORED, Manifest
 from nsfw_lab.data.download.store import Store
 from nsfw_lab.data.download.urls import ListStats, UrlEntry, host_of, read_lists
 from nsfw_lab.errors import NsfwLabError
@@ -220,7 +220,7 @@ def download(
         tmpdir.mkdir()
         manifest = Manifest(out / NAME)
         try:
-            todo = [e for e in entries if _to_do(manifest.latest.get(e.key), cfg.retry_errors)]
+            todo = [e for e in entries if _to_do(manifest.latest.get(e.key), cfg.retry_errors, out)]
             fetch = [e for e in todo if e.request_url]
             ok = confirm(NOTICE) if callable(confirm) else confirm
             if fetch and not ok:
@@ -252,8 +252,13 @@ def _list_stats(s: ListStats) -> dict:
             "urls": s.entries, "rejected": s.rejected, "top_hosts": dict(s.hosts.most_common(10))}  # fmt: skip
 
 
-def _to_do(row: dict[str, str] | None, retry_errors: bool) -> bool:
-    return row is None or (retry_errors and row["status"] == "error")
+def _to_do(row: dict[str, str] | None, retry_errors: bool, out: Path) -> bool:
+    """Not in the manifest yet, an error being retried, or a stored file that has gone missing since."""
+    if row is None:
+        return True
+    if row["status"] in STORED:
+        return not (out / row["file"]).is_file()
+    return retry_errors and row["status"] == "error"
 
 
 def _json(path: Path) -> object:

@@ -45,6 +45,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         host = self.server.sim
+        with host.lock:
+            host.in_flight += 1
+            host.max_in_flight = max(host.max_in_flight, host.in_flight)
+        try:
+            self._answer(host)
+        finally:
+            with host.lock:
+                host.in_flight -= 1
+
+    def _answer(self, host: SimHost) -> None:
         path = self.path.split("?", 1)[0]
         with host.lock:
             host.hits[path] += 1
@@ -97,6 +107,7 @@ class SimHost:
     def __init__(self, host: str = "127.0.0.1", tls_context: object | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: Counter = Counter()
+        self.in_flight = self.max_in_flight = 0  # requests being answered now, and the most at once
         self.lock = threading.Lock()
         self._server = _Server((host, 0), _Handler)
         self._server.sim = self

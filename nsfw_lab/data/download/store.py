@@ -38,11 +38,11 @@ class Store:
         self.placeholder_shas: set[str] = set()
         for key, row in manifest.latest.items():
             sha = row["sha256"]
-            if row["status"] in STORED and sha:
+            if row["status"] in STORED and sha and (out / row["file"]).is_file():
                 self.stored.setdefault((row["class"], sha), row["file"])
                 self.urls_by_sha[sha].add(row["url"])
                 self.keys_by_sha[sha].add(key)
-            elif row["status"] == "placeholder" and sha and row["error"].startswith("the same bytes"):
+            elif row["status"] == "placeholder" and sha:
                 self.placeholder_shas.add(sha)
 
     def _row(self, e: UrlEntry, status: str, o: Outcome | None = None, **extra: object) -> None:

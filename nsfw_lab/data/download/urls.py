@@ -189,9 +189,7 @@ def read_lists(raw: Path, classes: tuple[str, ...] | None = None) -> tuple[list[
     if classes:
         unknown = [c for c in classes if c not in lists]
         if unknown:
-            raise NsfwLabError(
-                f"{raw}: no URL list for class {', '.join(unknown)} (have {', '.join(lists)})"
-            )
+            raise NsfwLabError(f"{raw}: no URL list for class {', '.join(unknown)} (have {', '.join(lists)})")
         lists = {c: lists[c] for c in sorted(set(classes))}
     entries: list[UrlEntry] = []
     stats: dict[str, ListStats] = {}
