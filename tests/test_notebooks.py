@@ -57,6 +57,14 @@ def test_data_notebook_measures_the_leakage_of_a_random_split(smoke_report: Path
     )
 
 
+def test_data_notebook_rehearses_download_then_curate(smoke_report: Path) -> None:
+    r = _metrics(smoke_report, "00_data")["download_rehearsal"]
+    for cls, t in r["by_class"].items():  # every class saw live images, dead links and placeholder cards
+        assert t["ok"] > 0 and t["dead"] > 0 and t["placeholder"] > 0 and t["pending"] == 0, cls
+    assert r["curated_kept"] == sum(t["ok"] for t in r["by_class"].values())  # only the ok images reach curation
+    assert r["known_groups"] > 0 and r["leakage_check"]
+
+
 def test_baseline_notebook_records_structure_and_scores(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "02_baseline_cnn")
     assert m["receptive_field"] == 46  # four conv3-pool2 blocks (see tests/test_models.py)

@@ -7,7 +7,7 @@ and rows), ``manifest`` (the append-safe audit), ``run`` (the whole step), ``sim
 serves generated images and faults, for the tests and the course).
 """
 
-from nsfw_lab.data.download.manifest import read_manifest
+from nsfw_lab.data.download.manifest import audit, is_download_manifest, read_manifest
 from nsfw_lab.data.download.run import NOTICE, DownloadConfig, download, summarise
 
-__all__ = ["NOTICE", "DownloadConfig", "download", "read_manifest", "summarise"]
+__all__ = ["NOTICE", "DownloadConfig", "audit", "download", "is_download_manifest", "read_manifest", "summarise"]

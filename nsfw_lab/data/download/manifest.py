@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import time
+from collections import Counter
 from pathlib import Path
 
 from nsfw_lab.errors import NsfwLabError
@@ -119,3 +121,30 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
             if None not in row and None not in row.values() and row["status"] in STATUSES:
                 latest[(row["class"], row["url"])] = row
     return list(latest.values())
+
+
+def is_download_manifest(path: str | Path | None) -> bool:
+    """True when ``path`` is a file whose header is a download manifest's."""
+    if not path or not Path(path).is_file():
+        return False
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return tuple(next(csv.reader(fh), ())) == COLUMNS
+
+
+def reason_kind(row: dict[str, str]) -> str:
+    """The reason of a row without its particulars (numbers, addresses, URLs), for counting."""
+    text = row["error"].split(" (")[0] if row["status"] != "rejected" else row["error"]
+    text = re.sub(r"https?://\S+|(?<!HTTP )\b\d+(\.\d+)*\b", "N", text)
+    return text or ("stored" if row["status"] in STORED else row["status"])
+
+
+def audit(path: str | Path) -> dict:
+    """A download manifest summarised: ``by_class`` (status counts per class, current rows) and
+    ``reasons`` (``[(status, reason, count)]``, most frequent first)."""
+    rows = read_manifest(Path(path))
+    by_class: dict[str, dict[str, int]] = {}
+    reasons: Counter = Counter()
+    for r in rows:
+        by_class.setdefault(r["class"], dict.fromkeys(STATUSES, 0))[r["status"]] += 1
+        reasons[(r["status"], reason_kind(r))] += 1
+    return {"by_class": dict(sorted(by_class.items())), "reasons": [(s, k, n) for (s, k), n in reasons.most_common()]}
