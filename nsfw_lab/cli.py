@@ -50,45 +50,6 @@ def _print_summary(out: Path, r: dict) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
-def _download(a: argparse.Namespace) -> None:
-    import signal
-
-    from nsfw_lab.data.download import DownloadConfig, download
-
-    def confirm(notice: str) -> bool:
-        print(notice, file=sys.stderr)
-        if a.yes:
-            return True
-        if not sys.stdin.isatty():
-            raise NsfwLabError("refusing to download without confirmation: pass --yes (after reading the notice)")
-        return input("Proceed? [y/N] ").strip().lower() in ("y", "yes")
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    a.on_interrupt = f"finished URLs are in {a.out}/manifest.csv; run the same command again to resume"
-    signal.signal(signal.SIGTERM, on_term)
-    cfg = _from_args(DownloadConfig, a)
-    r = download(Path(a.raw), Path(a.out), cfg, progress=a.progress, confirm=confirm)
-    cols = ("ok", "duplicate", "dead", "placeholder", "rejected", "error", "pending")
-    print(f"{'class':<12}" + "".join(f"{c:>12}" for c in cols))
-    for cls, t in r["summary"].items():
-        print(f"{cls:<12}" + "".join(f"{t[c]:>12}" for c in cols))
-    print(f"audit: {Path(a.out) / 'manifest.csv'}; next: nsfw-lab curate {a.out} CURATED_DIR")
-    if r["manifest_repaired"]:
-        print("warning: the manifest's last line was incomplete (interrupted write) and was dropped", file=sys.stderr)
-
-
-def _byte_size(text: str) -> int:
-    """``20M``, ``500k``, ``1G`` or a plain number of bytes (binary multiples)."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:], 1)
-    try:
-        return int(float(t[:-1] if mult > 1 else t) * mult)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 20M, 500k, 1048576)") from None
-
-
 def _prepare(a: argparse.Namespace) -> None:
     from nsfw_lab.data.prepare import prepare
 
@@ -208,10 +169,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs). Defaults come from the config dataclasses."""
     from nsfw_lab.data.curate import CurateConfig
-    from nsfw_lab.data.download import DownloadConfig
     from nsfw_lab.data.synth import Difficulty, SynthConfig
 
-    S, D, C, DL = SynthConfig(), Difficulty(), CurateConfig(), DownloadConfig()
+    S, D, C = SynthConfig(), Difficulty(), CurateConfig()
     p = _Parser(prog="nsfw-lab", description=__doc__)
     p.add_argument("--version", action="version", version=f"nsfw-lab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -283,35 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=_curate)
 
-    d = sub.add_parser("download", help="fetch the scraper's URL lists into an audited, resumable ImageFolder")
-    d.add_argument("raw", metavar="RAW_DATA_DIR", help="the scraper's raw_data (<class>/urls_<class>.txt)")
-    d.add_argument("out", metavar="OUT", help="OUT/<class>/<sha256>.<ext> + OUT/manifest.csv (resumes if present)")
-    d.add_argument("--classes", nargs="+", help="only these classes (default: every list found)")
-    d.add_argument("--workers", type=int, default=DL.workers, help="concurrent requests (default %(default)s)")
-    d.add_argument("--per-host", type=int, default=DL.per_host, help="concurrent requests per host (%(default)s)")
-    d.add_argument("--timeout", type=float, default=DL.timeout, help="seconds per request (default %(default)s)")
-    d.add_argument("--retries", type=int, default=DL.retries, help="retries on timeouts, 5xx, cut transfers")
-    d.add_argument("--max-bytes", type=_byte_size, default=DL.max_bytes, help="size cap, e.g. 20M (default 20M)")
-    d.add_argument("--max-redirects", type=int, default=DL.max_redirects)
-    d.add_argument("--backoff", type=float, default=DL.backoff, help="first retry delay in s, doubling")
-    d.add_argument(
-        "--allow-private",
-        nargs="*",
-        metavar="CIDR",
-        help="allow non-public addresses (all, or only these networks, e.g. 127.0.0.1/32): local testing only",
-    )
-    d.add_argument("--placeholders", metavar="FILE", help="extra placeholder signatures (TOML, see the docs)")
-    d.add_argument(
-        "--placeholder-copies",
-        type=int,
-        default=DL.placeholder_copies,
-        help="the same bytes from this many URLs are a placeholder (0: off; default %(default)s)",
-    )
-    d.add_argument("--retry-errors", action="store_true", help="fetch again the URLs whose last try was an error")
-    d.add_argument("--ca-bundle", metavar="FILE", help="CA certificates for HTTPS, instead of the system's")
-    d.add_argument("--yes", action="store_true", help="proceed without asking (after reading the notice)")
-    d.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    d.set_defaults(func=_download)
+    from nsfw_lab.data.download.cli import add_parser as add_download
+
+    add_download(sub)
 
     r = sub.add_parser("prepare", help="make the curated data a profile needs (what `make study` runs)")
     r.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))

@@ -224,7 +224,9 @@ def test_address_policy() -> None:
     for ip in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
                "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "224.0.0.1", "240.0.0.1"):  # fmt: skip
         assert deny.why_refused(ipaddress.ip_address(ip)), ip
-    for ip in ("8.8.8.8", "151.101.1.140", "2606:4700::1111"):
+    for ip in ("64:ff9b::a00:1", "2002:7f00:1::", "::7f00:1", "::ffff:0:7f00:1", "fec0::1", "64:ff9b:1::1"):
+        assert deny.why_refused(ipaddress.ip_address(ip)), ip  # IPv6 forms carrying a private IPv4, and the like
+    for ip in ("8.8.8.8", "151.101.1.140", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"):
         assert deny.why_refused(ipaddress.ip_address(ip)) is None, ip
     assert local.why_refused(ipaddress.ip_address("127.0.0.1")) is None
     assert local.why_refused(ipaddress.ip_address("127.0.0.2")) and local.why_refused(ipaddress.ip_address("10.0.0.1"))
@@ -383,3 +385,70 @@ def test_a_deleted_file_is_fetched_again(tmp_path: Path) -> None:
         gone.unlink()
         download(raw, out, DownloadConfig(**FAST), progress=False, confirm=True)
         assert gone.read_bytes() == sim_image(1) and h.hits["/a.jpg"] == 2 and h.hits["/b.jpg"] == 1
+
+
+def test_host_names_are_resolved_and_judged() -> None:
+    from nsfw_lab.data.download.fetch import Refused
+
+    with pytest.raises(Refused, match="localhost resolves to a non-public address"):
+        AddressPolicy(None).resolve("localhost", 80)  # /etc/hosts: no network needed
+    assert AddressPolicy(("127.0.0.0/8", "::1/128")).resolve("localhost", 80)
+
+
+def test_a_dripping_host_cannot_hold_a_worker(tmp_path: Path) -> None:
+    import time
+
+    with SimHost() as h:
+        slow = h.add("/drip.jpg", Route(sim_image(1), drip=0.2))  # ~80 header bytes: 16 s if not cut off
+        raw = write_lists(tmp_path / "raw", {"neutral": [slow]})
+        t0 = time.monotonic()
+        download(raw, tmp_path / "out", DownloadConfig(**{**FAST, "retries": 0}), progress=False, confirm=True)
+        row = rows_by_url(tmp_path / "out")[("neutral", slow)]
+        assert row["status"] == "error" and "timed out after 1 s" in row["error"]
+        assert time.monotonic() - t0 < 5
+
+
+def test_malformed_headers_are_survived(tmp_path: Path) -> None:
+    with SimHost() as h:
+        odd = h.add("/odd.jpg", Route(sim_image(1), no_length=True, headers={"Content-Length": "\u00b2"}))
+        busy = h.add("/busy.jpg", Route(status=503, headers={"Retry-After": "\u00b2"}))
+        raw = write_lists(tmp_path / "raw", {"neutral": [odd, busy]})
+        download(raw, tmp_path / "out", DownloadConfig(**{**FAST, "retries": 1}), progress=False, confirm=True)
+        rows = rows_by_url(tmp_path / "out")
+        assert rows[("neutral", odd)]["status"] == "ok" and rows[("neutral", busy)]["status"] == "error"
+
+
+def test_odd_characters_keep_their_row_on_a_rerun(tmp_path: Path) -> None:
+    with SimHost() as h:
+        nbsp = h.add("/a\u00a0b.jpg", Route(sim_image(1)))
+        h.add("/a%C2%A0b.jpg", Route(sim_image(1)))
+        raw = write_lists(tmp_path / "raw", {"neutral": [nbsp, "not\ta  url", "ftp://x/\u2003y"]})
+        out = tmp_path / "out"
+        download(raw, out, DownloadConfig(**FAST), progress=False, confirm=True)
+        first = (out / "manifest.csv").read_bytes()
+        download(raw, out, DownloadConfig(**FAST), progress=False, confirm=True)
+        assert (out / "manifest.csv").read_bytes() == first and first.count(b"\n") == 4
+        assert rows_by_url(out)[("neutral", nbsp)]["status"] == "ok"
+
+
+def test_untrusted_formats_and_failures_become_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nsfw_lab.data.download import run as run_mod
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with SimHost() as h:
+        ps = h.add("/x.eps.jpg", Route(eps))
+        boom = h.add("/boom.jpg", Route(sim_image(2)))
+        raw = write_lists(tmp_path / "raw", {"neutral": [ps, boom]})
+        real = run_mod.judge
+
+        def judge(data: bytes, url: str, sha: str, sigs: list) -> object:
+            if url.endswith("boom.jpg"):
+                raise RuntimeError("decoder exploded")
+            return real(data, url, sha, sigs)
+
+        monkeypatch.setattr(run_mod, "judge", judge)
+        download(raw, tmp_path / "out", DownloadConfig(**FAST), progress=False, confirm=True)
+        rows = rows_by_url(tmp_path / "out")
+        assert rows[("neutral", ps)]["status"] == "dead" and "not an image" in rows[("neutral", ps)]["error"]
+        assert rows[("neutral", boom)]["status"] == "error" and "decoder exploded" in rows[("neutral", boom)]["error"]
+        assert not (tmp_path / "out" / ".incomplete").exists()

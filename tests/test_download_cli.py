@@ -20,7 +20,7 @@ from nsfw_lab.data.download import read_manifest
 from nsfw_lab.data.download.simhost import Route, SimHost, sim_image, write_lists
 
 BIN = Path(sys.executable).parent / "nsfw-lab"
-LOCAL = ["--allow-private", "127.0.0.1/32", "--timeout", "5", "--backoff", "0.01", "--no-progress"]
+LOCAL = ["--allow-network", "127.0.0.1/32", "--timeout", "5", "--backoff", "0.01", "--no-progress"]
 
 
 def cli(*args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
@@ -53,10 +53,24 @@ def test_notice_and_confirmation(tmp_path: Path) -> None:
         assert header.split() == ["class", "ok", "duplicate", "dead", "placeholder", "rejected", "error", "pending"]
         assert row.split() == ["neutral", "1", "0", "0", "0", "0", "0", "0"]
         assert "nsfw-lab curate" in r.stdout
+        r = cli(str(raw), str(tmp_path / "out"), *LOCAL)  # finished: nothing to fetch, nothing to confirm
+        assert r.returncode == 0 and "legal" not in r.stderr and h.total_hits() == 1, r.stderr
+
+
+def test_learned_placeholders_are_announced(tmp_path: Path) -> None:
+    from nsfw_lab.data.download.simhost import placeholder_card
+
+    with SimHost() as h:
+        urls = [h.add(f"/r{k}.png", Route(placeholder_card(), content_type="image/png")) for k in range(2)]
+        raw = write_lists(tmp_path / "raw", {"sexy": urls})
+        r = cli(str(raw), str(tmp_path / "out"), *LOCAL, "--yes", "--placeholder-copies", "2")
+        assert r.returncode == 0, r.stderr
+        assert "note: 1 distinct images came from >= 2 URLs" in r.stderr
+        assert not any((tmp_path / "out" / "sexy").iterdir())
 
 
 def test_bad_arguments_are_one_line(tmp_path: Path) -> None:
-    for args in (("--max-bytes", "lots"), ("--allow-private", "not-a-network"), ("--workers", "0")):
+    for args in (("--max-bytes", "lots"), ("--allow-network", "not-a-network"), ("--workers", "0")):
         r = cli(str(tmp_path), str(tmp_path / "o"), *args, "--yes")
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: ")

@@ -265,3 +265,24 @@ def test_our_pixel_limit_replaces_pillows(corpus: Path, monkeypatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if Pillow's own limit were tiny
     assert load_image(corpus / "plain.jpg", max_pixels=10_000).size == (48, 32)
     assert Image.MAX_IMAGE_PIXELS == 100  # restored afterwards
+
+
+def test_threads_leave_pillows_pixel_limit_as_it_was() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nsfw_lab.data.imageio import decode_image_bytes
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, "PNG")
+    data = buf.getvalue()
+    before = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(8) as pool:
+        sizes = set(pool.map(lambda _: decode_image_bytes(data).size, range(400)))
+    assert sizes == {(64, 48)} and before == Image.MAX_IMAGE_PIXELS
+
+
+def test_eps_is_never_opened() -> None:
+    from nsfw_lab.data.imageio import NotAnImage, decode_image_bytes
+
+    with pytest.raises(NotAnImage):
+        decode_image_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")

@@ -8,9 +8,10 @@ A truncated JPEG is an error, never an image with a grey lower half.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
-import warnings
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ from nsfw_lab.errors import NsfwLabError
 MAX_PIXELS_DEFAULT = 89_478_485  # Pillow's own default bomb limit (about 0.25 GiB of RGBA)
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 _SNIFF = 512
+_PILLOW_LIMIT_LOCK = threading.Lock()
+UNSAFE_FORMATS = frozenset({"EPS"})  # Pillow renders EPS with an external Ghostscript: never for our inputs
+
+
+@functools.cache
+def safe_formats() -> tuple[str, ...]:
+    """Formats any loader here may open: every format Pillow reads, less :data:`UNSAFE_FORMATS`."""
+    Image.init()
+    return tuple(sorted(set(Image.OPEN) - UNSAFE_FORMATS))
 
 
 class ImageLoadError(NsfwLabError):
@@ -197,10 +207,36 @@ def load_image(path: Path | str, max_pixels: int = MAX_PIXELS_DEFAULT, min_side:
     return decode_image_bytes(data, path, max_pixels=max_pixels, min_side=min_side)
 
 
+def _known(formats: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``formats`` (default: :func:`safe_formats`) that Pillow has a reader for, all plugins loaded."""
+    safe = safe_formats()  # also loads every plugin, so that Image.OPEN knows them all
+    return safe if formats is None else tuple(f for f in formats if f in safe)
+
+
+def _open_unlimited(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
+    """``Image.open`` without Pillow's own pixel limit (the caller checks its explicit one right after,
+    before decoding). The global limit is lifted only under a lock and restored at once, so threads can
+    decode side by side without leaving Pillow's guard switched off."""
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(io.BytesIO(data), formats=_known(formats))
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def decode_image_bytes(
-    data: bytes, path: Path | str = "<bytes>", max_pixels: int = MAX_PIXELS_DEFAULT, min_side: int = 1
+    data: bytes,
+    path: Path | str = "<bytes>",
+    max_pixels: int = MAX_PIXELS_DEFAULT,
+    min_side: int = 1,
+    formats: tuple[str, ...] | None = None,
 ) -> Image.Image:
-    """Like :func:`load_image` for bytes already in memory (``path`` only names them in errors)."""
+    """Like :func:`load_image` for bytes already in memory (``path`` only names them in errors).
+
+    ``formats`` limits what Pillow may open (default: every format it reads except EPS, which it
+    would hand to Ghostscript, an interpreter, for an untrusted file)."""
     if len(data) == 0:
         raise EmptyFile(path, "empty file (0 bytes)")
     head = data[:_SNIFF]
@@ -210,24 +246,20 @@ def decode_image_bytes(
     fmt = magic_format(head)
     if fmt == "JPEG" and not _jpeg_is_complete(data):
         raise TruncatedImage(path, "truncated JPEG (no end-of-image marker)")
-    pillow_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # our own explicit limit applies instead (checked before decoding)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                raise DecompressionBomb(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
-            if fmt == "PNG":  # CRC and chunk checks; verify() leaves the image unusable, so reopen
-                Image.open(io.BytesIO(data)).verify()
-            if fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
-                _check_all_frames(im, path)  # no trailer: complete only if every frame decodes
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im, path)
+        im = _open_unlimited(data, formats)
+        w, h = im.size
+        if w * h > max_pixels:
+            raise DecompressionBomb(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
+        if fmt == "PNG":  # CRC and chunk checks; verify() leaves the image unusable, so reopen
+            _open_unlimited(data, formats).verify()
+        if fmt == "GIF" and not data.rstrip(b"\x00").endswith(b";"):
+            _check_all_frames(im, path)  # no trailer: complete only if every frame decodes
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        rgb = _to_rgb(im, path)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -248,8 +280,6 @@ def decode_image_bytes(
         raise CorruptImage(path, f"corrupt image data ({msg})") from None
     except (ValueError, TypeError, EOFError, struct.error) as exc:
         raise CorruptImage(path, f"corrupt image data ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = pillow_limit
     if min(rgb.size) < min_side:
         raise TooSmall(path, f"{rgb.size[0]}x{rgb.size[1]} is smaller than the minimum side of {min_side}px")
     return rgb

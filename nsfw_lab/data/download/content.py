@@ -7,7 +7,6 @@ size in pixels and bytes, pHash; documented in that file) plus any ``--placehold
 
 from __future__ import annotations
 
-import io
 import re
 import tomllib
 from dataclasses import dataclass
@@ -15,12 +14,13 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from PIL import Image
-
 from nsfw_lab.data.hashing import hamming, phash_hex
-from nsfw_lab.data.imageio import ImageLoadError, decode_image_bytes
+from nsfw_lab.data.imageio import ImageLoadError, decode_image_bytes, magic_format
 from nsfw_lab.errors import NsfwLabError
 
+WEB_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
+"""What a downloaded body may decode as: web image formats only (never EPS, which Pillow hands to
+Ghostscript, nor the long tail of formats a host has no reason to serve)."""
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 _FIELDS = {
     "name": str, "final_url_regex": str, "host_regex": str, "sha256": list, "format": str, "width": int,
@@ -68,6 +68,7 @@ class Signature:
 
 
 def _parse(raw: dict, source: str) -> list[Signature]:
+    """Signatures of one TOML document (``[[placeholder]]`` tables), each field checked; one-line errors."""
     entries = raw.get("placeholder", [])
     if set(raw) - {"placeholder"} or not isinstance(entries, list):
         raise NsfwLabError(f"{source}: expected only [[placeholder]] tables")
@@ -121,11 +122,10 @@ class Verdict:
 def judge(data: bytes, final_url: str, sha: str, signatures: list[Signature]) -> Verdict:
     """Decode ``data`` fully (a file is saved only if it decodes) and check the placeholder signatures."""
     try:
-        img = decode_image_bytes(data, final_url)
+        img = decode_image_bytes(data, final_url, formats=WEB_FORMATS)
     except ImageLoadError as exc:
         return Verdict("dead", error=f"{exc.detail} [{exc.reason}]")
-    with Image.open(io.BytesIO(data)) as im:
-        fmt = (im.format or "").upper()
+    fmt = magic_format(data[:16]) or ""  # every format in WEB_FORMATS announces itself in its first bytes
     w, h = img.size
     need_phash = any(s.phash for s in signatures)
     ph = phash_hex(img) if need_phash else None

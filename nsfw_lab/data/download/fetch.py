@@ -1,16 +1,15 @@
-"""One URL fetched safely: public addresses only, redirects re-checked, a size cap while streaming,
-a deadline per attempt, retries with backoff on transient failures only.
-
-The address check happens where the connection is made: the host name is resolved once, every address
-it resolves to must be public (or inside an allowed network), and the socket connects to one of exactly
-those addresses, so a second DNS answer cannot point the request elsewhere. Each redirect is a new
-request and is checked the same way. Outcomes:
+"""One URL fetched safely: public addresses only (:mod:`.address`), redirects re-checked, a size cap
+while streaming, one deadline per request, retries with backoff on transient failures only. Outcomes:
 
 - ``fetched``: a 2xx body (streamed to a temporary file, hashed on the way)
+- ``placeholder``: a redirect to a known placeholder URL (nothing downloaded)
 - ``dead``: 4xx, a redirect loop or too many redirects, an unknown host, an empty body
 - ``rejected``: a non-public address, a redirect to a non-http(s) URL, a body over ``max_bytes``
 - ``error``: what is worth trying again later: timeouts, connection failures, 5xx, 429, a transfer cut
   short, TLS failures (retried ``retries`` times with exponential backoff, except TLS and 429)
+
+``timeout`` bounds a whole request (connect, headers and body), once the host's slot is free: a watchdog
+shuts the socket at the deadline, so a host that drips bytes cannot hold a worker.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import os
 import random
 import socket
@@ -31,29 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from nsfw_lab.data.download.address import AddressPolicy, Connection, Dead, Refused, TLSConnection, Transient
 from nsfw_lab.data.download.urls import normalise_url
 from nsfw_lab.fsutil import FILE_MODE
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
 MAX_BACKOFF = 60.0
-
-
-class Refused(Exception):
-    """The target is not allowed (address policy, scheme, size)."""
-
-
-class Dead(Exception):
-    """The link does not serve the file and trying again will not help."""
-
-
-class Transient(Exception):
-    """A failure worth retrying."""
-
-    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry = retry  # False: recorded as an error at once (429, TLS), for a later --retry-errors
-        self.retry_after = retry_after
+__all__ = ["AddressPolicy", "Dead", "Fetcher", "Outcome", "Refused", "Transient"]
 
 
 class Aborted(Exception):
@@ -73,88 +56,6 @@ class Outcome:
     error: str = ""
     attempts: int = 0
     tmp: Path | None = None
-
-
-class AddressPolicy:
-    """Which resolved addresses may be connected to: public (global unicast) ones, plus ``allowed``.
-
-    ``allowed=None`` allows nothing else; an empty tuple allows every address (``--allow-private``);
-    otherwise a tuple of networks (``--allow-private 127.0.0.1/32``).
-    """
-
-    def __init__(self, allowed: tuple[str, ...] | None = None) -> None:
-        self.allow_all = allowed is not None and len(allowed) == 0
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in (allowed or ())]
-
-    def why_refused(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-        """None when ``ip`` may be used, else the reason."""
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if self.allow_all or any(ip in n for n in self.networks if n.version == ip.version):
-            return None
-        if ip.is_global and not ip.is_multicast:
-            return None
-        kind = next(
-            (
-                k
-                for k in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified")
-                if getattr(ip, f"is_{k}")
-            ),
-            "non-public",
-        )
-        return f"{ip} is a {kind.replace('_', '-')} address"
-
-    def resolve(self, host: str, port: int) -> list[tuple[int, tuple]]:
-        """``(family, sockaddr)`` of ``host``; Refused if any address is not allowed, Dead/Transient on DNS errors."""
-        try:
-            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
-                raise Dead(f"host {host} not found") from None
-            raise Transient(f"cannot resolve {host} ({exc.strerror or exc})") from None
-        out = []
-        for family, _, _, _, sockaddr in infos:
-            why = self.why_refused(ipaddress.ip_address(sockaddr[0].split("%")[0]))
-            if why:
-                raise Refused(f"{host} resolves to a non-public address ({why}); pass --allow-private to allow it")
-            out.append((family, sockaddr))
-        return out
-
-
-class _Connection(http.client.HTTPConnection):
-    """HTTP connection that connects only to addresses the policy allows (checked at connect time)."""
-
-    def __init__(self, host: str, port: int, timeout: float, policy: AddressPolicy) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._policy = policy
-
-    def connect(self) -> None:
-        last: OSError | None = None
-        for family, sockaddr in self._policy.resolve(self.host, self.port):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(self.timeout)
-                sock.connect(sockaddr)
-                self.sock = sock
-                return
-            except OSError as exc:
-                sock.close()
-                last = exc
-        raise last or OSError(f"no address for {self.host}")
-
-
-class _TLSConnection(_Connection):
-    """HTTPS over :class:`_Connection`, verifying the certificate for the URL's host name."""
-
-    default_port = 443
-
-    def __init__(self, host: str, port: int, timeout: float, policy: AddressPolicy, ctx: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout, policy)
-        self._ctx = ctx
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self.host.strip("[]"))
 
 
 class HostLimiter:
@@ -210,10 +111,7 @@ class Fetcher:
         with self._live_lock:
             conns = list(self._live)
         for c in conns:
-            sock = c.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shut(c)
 
     def fetch(self, url: str) -> Outcome:
         """Fetch ``url`` (normalised) with retries; never raises except :class:`Aborted`."""
@@ -271,41 +169,50 @@ class Fetcher:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         with self.limiter(host):
             deadline = time.monotonic() + self.s.timeout
-            conn: http.client.HTTPConnection = (
-                _TLSConnection(host, port, self.s.timeout, self.policy, self.ctx) if tls else
-                _Connection(host, port, self.s.timeout, self.policy)
+            conn: Connection = (
+                TLSConnection(host, port, deadline, self.policy, self.ctx) if tls else
+                Connection(host, port, deadline, self.policy)
             )  # fmt: skip
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                _shut(conn)
+
+            watchdog = threading.Timer(self.s.timeout, expire)
+            watchdog.daemon = True
             with self._live_lock:
                 self._live.add(conn)
+            watchdog.start()
             try:
                 if self.abort.is_set():
                     raise Aborted()
                 conn.request("GET", target, headers={
                     "User-Agent": self.s.user_agent, "Accept": "image/*,*/*;q=0.5",
                     "Accept-Encoding": "identity", "Connection": "close"})  # fmt: skip
-                if conn.sock is not None:
-                    conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
                 resp = conn.getresponse()
                 out.http_code = resp.status
                 out.content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
                 if resp.status in REDIRECTS and resp.getheader("Location"):
                     return resp.getheader("Location")
                 self._check_status(resp)
-                self._stream(resp, conn, out, deadline)
+                self._stream(resp, out)
+                if expired.is_set():  # the socket was shut under a close-delimited body: incomplete
+                    raise TimeoutError
                 return None
-            except ssl.SSLCertVerificationError as exc:
-                raise Transient(f"TLS certificate verify failed ({exc.verify_message})", retry=False) from None
-            except ssl.SSLError as exc:
-                raise Transient(f"TLS error ({exc.reason or exc})", retry=False) from None
-            except TimeoutError:
-                raise Transient(f"timed out after {self.s.timeout:g} s") from None
-            except http.client.IncompleteRead as exc:
-                raise Transient(f"transfer cut short after {len(exc.partial)} bytes") from None
-            except (http.client.HTTPException, ConnectionError) as exc:
-                raise Transient(f"connection failed ({type(exc).__name__}: {exc})") from None
-            except OSError as exc:
-                raise Transient(f"connection failed ({exc.strerror or exc})") from None
+            except (Refused, Dead, Transient, Aborted):
+                raise
+            except BaseException as exc:
+                if out.tmp is not None:
+                    out.tmp.unlink(missing_ok=True)
+                    out.tmp, out.status = None, "error"
+                if self.abort.is_set():
+                    raise Aborted() from None
+                if expired.is_set() or isinstance(exc, TimeoutError):
+                    raise Transient(f"timed out after {self.s.timeout:g} s") from None
+                raise _transient(exc) from None
             finally:
+                watchdog.cancel()
                 with self._live_lock:
                     self._live.discard(conn)
                 conn.close()
@@ -316,15 +223,13 @@ class Fetcher:
             return
         reason = f"HTTP {code} {resp.reason}".strip()
         if code == 429 or code >= 500:
-            ra = resp.getheader("Retry-After")
-            wait = float(ra) if ra and ra.isdigit() else None
-            raise Transient(reason, retry=code != 429, retry_after=wait)
+            wait = _int_header(resp.getheader("Retry-After"))
+            raise Transient(reason, retry=code != 429, retry_after=None if wait is None else float(wait))
         raise Dead(reason)
 
-    def _stream(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, out: Outcome,
-                deadline: float) -> None:  # fmt: skip
-        length = resp.getheader("Content-Length")
-        declared = int(length) if length and length.isdigit() else None
+    def _stream(self, resp: http.client.HTTPResponse, out: Outcome) -> None:
+        """Stream the body into a temporary file, hashing it and enforcing the size cap as it arrives."""
+        declared = _int_header(resp.getheader("Content-Length"))
         if declared is not None and declared > self.s.max_bytes:
             raise Refused(f"body of {declared:,} bytes exceeds --max-bytes {self.s.max_bytes:,}")
         fd, name = tempfile.mkstemp(prefix="part-", dir=self.tmpdir)
@@ -336,11 +241,6 @@ class Fetcher:
                 while True:
                     if self.abort.is_set():
                         raise Aborted()
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise Transient(f"timed out after {self.s.timeout:g} s (body still arriving)")
-                    if conn.sock is not None:
-                        conn.sock.settimeout(left)
                     chunk = resp.read(CHUNK)
                     if not chunk:
                         break
@@ -350,10 +250,42 @@ class Fetcher:
                     digest.update(chunk)
                     fh.write(chunk)
             if declared is not None and total < declared:
-                raise Transient(f"transfer cut short: {total:,} of {declared:,} bytes")
+                raise http.client.IncompleteRead(b"", declared - total)
             if total == 0:
                 raise Dead("empty body")
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         out.status, out.size, out.sha256, out.tmp = "fetched", total, digest.hexdigest(), tmp
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """Shut a connection's socket from another thread: a blocked read or write returns at once."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _int_header(value: str | None) -> int | None:
+    """A non-negative integer header (Content-Length, Retry-After), or None when absent or malformed."""
+    v = (value or "").strip()
+    return int(v) if v.isascii() and v.isdigit() else None
+
+
+def _transient(exc: BaseException) -> Transient:
+    """The retry decision for a failure during a request."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Transient(f"TLS certificate verify failed ({exc.verify_message})", retry=False)
+    if isinstance(exc, ssl.SSLError):
+        return Transient(f"TLS error ({exc.reason or exc})", retry=False)
+    if isinstance(exc, http.client.IncompleteRead):
+        return Transient(f"transfer cut short ({exc.expected:,} bytes missing)" if exc.expected else
+                         f"transfer cut short after {len(exc.partial):,} bytes")  # fmt: skip
+    if isinstance(exc, (http.client.HTTPException, ConnectionError)):
+        return Transient(f"connection failed ({type(exc).__name__}: {exc})")
+    if isinstance(exc, OSError):
+        return Transient(f"connection failed ({exc.strerror or exc})")
+    if isinstance(exc, Exception):
+        return Transient(f"unexpected failure ({type(exc).__name__}: {exc})", retry=False)
+    raise exc  # KeyboardInterrupt, SystemExit

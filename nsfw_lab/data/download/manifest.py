@@ -28,13 +28,15 @@ COLUMNS = (
 STATUSES = ("ok", "duplicate", "dead", "placeholder", "rejected", "error")
 STORED = frozenset({"ok", "duplicate"})  # rows whose file is in OUT/<class>/
 FSYNC_SECONDS = 2.0
+_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines() splits on
 
 
 def _line(row: dict) -> bytes:
+    """One CSV line; line breaks inside values (only ever in a reason) become spaces, nothing else changes
+    (the url and class columns are the resume key and are written exactly as listed)."""
+    values = ["" if row.get(c) is None else str(row[c]) for c in COLUMNS]
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(
-        [" ".join(str(row.get(c, "") if row.get(c) is not None else "").split()) for c in COLUMNS]
-    )
+    csv.writer(buf, lineterminator="\n").writerow([_BREAKS.sub(" ", v) for v in values])
     return buf.getvalue().encode("utf-8")
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from nsfw_lab import __version__
 from nsfw_lab.data.download.content import Signature, Verdict, judge, load_signatures
-from nsfw_lab.data.download.fetch import AddressPolicy, Fetcher, FetchSettings, HostLimiter, Outcome
+from nsfw_lab.data.download.fetch import Aborted, AddressPolicy, Fetcher, FetchSettings, HostLimiter, Outcome
 from nsfw_lab.data.download.manifest import NAME, STATUSES, STORED, Manifest
-from nsfw_lab.data.download.store import Store
+from nsfw_lab.data.download.store import PLACEHOLDER_DIR, Store
 from nsfw_lab.data.download.urls import ListStats, UrlEntry, host_of, read_lists
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import atomic_write_json
@@ -60,7 +60,7 @@ class DownloadConfig:
     max_bytes: int = 20 * 2**20  # larger bodies are rejected (checked while streaming)
     max_redirects: int = 5
     backoff: float = 1.0  # first retry after about this many seconds, doubling (with jitter)
-    allow_private: tuple[str, ...] | None = None  # None: public addresses only; (): any; or CIDR networks
+    allow_private: tuple[str, ...] | None = None  # None: public addresses only; (): any; or these networks
     placeholder_copies: int = 10  # same bytes from this many URLs = a placeholder (0: off)
     placeholders: str | None = None  # extra placeholder signatures (TOML)
     retry_errors: bool = False  # fetch again the URLs whose latest row is an error
@@ -87,7 +87,7 @@ class DownloadConfig:
         try:
             AddressPolicy(self.allow_private)
         except ValueError as exc:
-            raise NsfwLabError(f"--allow-private: {exc}") from None
+            raise NsfwLabError(f"--allow-network: {exc}") from None
         if self.ca_bundle and not Path(self.ca_bundle).is_file():
             raise NsfwLabError(f"{self.ca_bundle}: CA bundle not found")
 
@@ -130,7 +130,12 @@ def _interleave(urls: list[str]) -> list[str]:
 def _work(fetcher: Fetcher, url: str, signatures: list[Signature]) -> tuple[Outcome, Verdict | None]:
     """Worker: fetch one URL and judge its body (decoding happens here, off the main thread). An unexpected
     failure becomes an ``error`` row naming it, never a lost URL."""
-    o = fetcher.fetch(url)
+    try:
+        o = fetcher.fetch(url)
+    except Aborted:
+        raise
+    except Exception as exc:  # recorded in the manifest; the download goes on
+        return Outcome("error", error=f"unexpected failure ({type(exc).__name__}: {exc})"), None
     if o.status != "fetched" or o.tmp is None:
         return o, None
     try:
@@ -222,8 +227,7 @@ def download(
         try:
             todo = [e for e in entries if _to_do(manifest.latest.get(e.key), cfg.retry_errors, out)]
             fetch = [e for e in todo if e.request_url]
-            ok = confirm(NOTICE) if callable(confirm) else confirm
-            if fetch and not ok:
+            if fetch and not (confirm(NOTICE) if callable(confirm) else confirm):
                 raise NsfwLabError("download not confirmed: read the notice, then pass --yes")
             store = Store(out, manifest, cfg.placeholder_copies)
             for e in todo:
@@ -240,11 +244,18 @@ def download(
             "summary": summarise(manifest.latest, entries),
             "lists": {c: _list_stats(s) for c, s in stats.items()},
             "manifest_repaired": manifest.repaired,
+            "learned_placeholders": len(learned_placeholders(out)),
         }
         path = out / REPORT
         if _json(path) != json.loads(json.dumps(report)):  # unchanged: not rewritten (a rerun changes nothing)
             atomic_write_json(path, report)
     return report
+
+
+def learned_placeholders(out: Path) -> set[str]:
+    """SHA-256 of the bytes found to be a repeated placeholder (their files are in ``OUT/.placeholders/``)."""
+    d = out / PLACEHOLDER_DIR
+    return {p.stem.rsplit("-", 1)[-1] for p in d.iterdir()} if d.is_dir() else set()  # <class>-<sha256>.<ext>
 
 
 def _list_stats(s: ListStats) -> dict:

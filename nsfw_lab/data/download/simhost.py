@@ -34,6 +34,7 @@ class Route:
     send_bytes: int | None = None  # send only this many bytes of the body, then close (Content-Length stays)
     no_length: bool = False  # close-delimited body, no Content-Length
     chunk_delay: float = 0.0  # pause between 4 KiB pieces of the body
+    drip: float = 0.0  # send the status line and headers one byte at a time, pausing this long after each
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,6 +68,15 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(route.delay)
         if n <= route.fail_first:
             self._send(route.fail_status, b"<html>try again</html>", "text/html")
+            return
+        if route.drip:
+            head = f"HTTP/1.0 {route.status} OK\r\nContent-Type: {route.content_type}\r\n"
+            head += f"Content-Length: {len(route.body)}\r\n\r\n"
+            for b in head.encode():
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+                time.sleep(route.drip)
+            self.wfile.write(route.body)
             return
         self.send_response(route.status)
         if route.location is not None:

@@ -1,9 +1,10 @@
 """Where fetched images go: ``OUT/<class>/<sha256>.<ext>``, one file per distinct content and class, and
 the manifest row that says what happened to each (class, URL).
 
-A file is renamed into place only after it was fully written, flushed and judged, and its row is appended
-after the rename: a kill between the two leaves a complete file whose URL is fetched again on the next run
-(and found identical). The same bytes from another URL of the class are a ``duplicate`` row pointing at
+A file is renamed into place only after it was fully written, flushed and judged, right after its row is
+appended: a kill between the two leaves a row whose file is missing, and the next run fetches that URL
+again. A class folder never holds a file the manifest does not account for. The same bytes from another
+URL of the class are a ``duplicate`` row pointing at
 the stored file. The same bytes under two classes are kept in both (curation reports and drops them as a
 label conflict). Bytes that arrive from ``placeholder_copies`` or more different URLs are a host's
 placeholder: their files move to ``OUT/.placeholders/`` and every row that pointed at them is superseded
@@ -76,6 +77,7 @@ class Store:
                 o.tmp.unlink(missing_ok=True)
 
     def _store(self, entries: list[UrlEntry], o: Outcome, v: Verdict) -> None:
+        """Store an image that passed: a new file per class that lacks it, a duplicate row otherwise."""
         sha = o.sha256
         for e in entries:
             key = (e.cls, sha)
@@ -86,15 +88,15 @@ class Store:
                 rel = f"{e.cls}/{sha}.{v.ext}"
                 dest = self.out / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                if o.tmp is not None and o.tmp.exists():
+                first = next((f for (_, s), f in self.stored.items() if s == sha), None)
+                self._row(e, "ok", o, format=v.format, file=rel)  # row first: a kill before the rename
+                if o.tmp is not None and o.tmp.exists():  # leaves a row whose file is missing: redone
                     os.replace(o.tmp, dest)
-                else:  # a second class listing the same URL: copy the first class's file
-                    src = self.out / next(f for (c, s), f in self.stored.items() if s == sha)
+                elif first is not None:  # a second class listing the same URL: copy the first class's file
                     part = self.out / ".incomplete" / f"copy-{sha}"
-                    shutil.copyfile(src, part)
+                    shutil.copyfile(self.out / first, part)
                     os.replace(part, dest)
                 self.stored[key] = rel
-                self._row(e, "ok", o, format=v.format, file=rel)
             self.urls_by_sha[sha].add(e.url)  # requested, not final: one card is often behind every removed URL
             self.keys_by_sha[sha].add(e.key)
         if self.copies and len(self.urls_by_sha[sha]) >= self.copies:
