@@ -395,17 +395,68 @@ def test_host_names_are_resolved_and_judged() -> None:
     assert AddressPolicy(("127.0.0.0/8", "::1/128")).resolve("localhost", 80)
 
 
-def test_a_dripping_host_cannot_hold_a_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("drip", [0.2, 0.03, 0.0128])  # cut in the status line, a header name, the Location
+def test_a_dripping_host_cannot_hold_a_worker(tmp_path: Path, drip: float) -> None:
+    """Cut at the deadline, wherever it falls (status line, a header, the Location), it is a timeout: nothing
+    parsed from cut headers is trusted, so a cut redirect is never followed and a cut 200 is not "dead"."""
     import time
 
     with SimHost() as h:
-        slow = h.add("/drip.jpg", Route(sim_image(1), drip=0.2))  # ~80 header bytes: 16 s if not cut off
-        raw = write_lists(tmp_path / "raw", {"neutral": [slow]})
+        ok = h.add("/drip.jpg", Route(sim_image(1), drip=max(drip, 0.03)))  # 67 header bytes: >= 2 s
+        moved = h.add("/moved.jpg", Route(status=302, location="/img/12345.jpg", content_type="text/html", drip=drip))
+        # 89 header bytes, the Location value from byte 71: at 0.0128 s a byte, 1 s falls inside it
+        body = h.add("/body.jpg", Route(sim_image(2, (300, 200)) * 40, chunk_delay=0.05))  # ~6 s of body
+        raw = write_lists(tmp_path / "raw", {"neutral": [ok, moved, body]})
         t0 = time.monotonic()
         download(raw, tmp_path / "out", DownloadConfig(**{**FAST, "retries": 0}), progress=False, confirm=True)
-        row = rows_by_url(tmp_path / "out")[("neutral", slow)]
-        assert row["status"] == "error" and "timed out after 1 s" in row["error"]
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 3.5
+        rows = rows_by_url(tmp_path / "out")
+        for url in (ok, moved, body):
+            assert rows[("neutral", url)]["status"] == "error", rows[("neutral", url)]
+            assert "timed out after 1 s" in rows[("neutral", url)]["error"]
+        assert set(h.hits) == {"/drip.jpg", "/moved.jpg", "/body.jpg"}  # the cut Location was not followed
+
+
+def test_ctrl_c_frees_a_worker_in_the_middle_of_a_body(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from nsfw_lab.data.download.fetch import Aborted, Fetcher, FetchSettings, HostLimiter
+
+    with SimHost() as h:
+        url = h.add("/long.jpg", Route(sim_image(3, (300, 200)) * 50, chunk_delay=0.1))
+        abort = threading.Event()
+        f = Fetcher(FetchSettings(timeout=30), AddressPolicy(("127.0.0.1/32",)), HostLimiter(2), tmp_path, abort)
+        result: list[object] = []
+
+        def work() -> None:
+            try:
+                result.append(f.fetch(url))
+            except Aborted as exc:
+                result.append(exc)
+
+        t = threading.Thread(target=work)
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        abort.set()
+        f.close_all()
+        t.join(5)
+        assert not t.is_alive() and time.monotonic() - t0 < 1.0 and isinstance(result[0], Aborted)
+        assert list(tmp_path.iterdir()) == []  # its temporary file is gone
+
+
+def test_the_format_comes_from_the_decoder() -> None:
+    from nsfw_lab.data.download.content import judge
+
+    a = Image.new("RGB", (40, 30), (200, 10, 10))
+    b = Image.new("RGB", (40, 30), (10, 10, 200))
+    for fmt, ext, kw in (("MPO", "jpg", {"save_all": True, "append_images": [b]}), ("TIFF", "tif", {}),
+                         ("WEBP", "webp", {}), ("BMP", "bmp", {})):  # fmt: skip
+        buf = io.BytesIO()
+        a.save(buf, fmt, **kw)
+        v = judge(buf.getvalue(), "http://127.0.0.1/x", "0" * 64, [])
+        assert (v.status, v.format, v.ext) == ("ok", fmt, ext)
 
 
 def test_malformed_headers_are_survived(tmp_path: Path) -> None:

@@ -226,6 +226,15 @@ def _open_unlimited(data: bytes, formats: tuple[str, ...] | None) -> Image.Image
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def image_format(data: bytes, formats: tuple[str, ...] | None = None) -> str:
+    """The format Pillow reads ``data`` as (``JPEG``, ``MPO``, ``PNG``, ...; header only), or "" if none."""
+    try:
+        with _open_unlimited(data, formats) as im:
+            return (im.format or "").upper()
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error):
+        return ""
+
+
 def decode_image_bytes(
     data: bytes,
     path: Path | str = "<bytes>",
@@ -269,7 +278,7 @@ def decode_image_bytes(
         if _looks_like_text(head):
             raise NotAnImage(path, "plain text, not an image") from None
         raise NotAnImage(path, "not a recognised image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:  # a later frame (GIF seek) over Pillow's own limit
         raise DecompressionBomb(path, f"decompression bomb refused by Pillow ({exc})") from None
     except SyntaxError as exc:  # Pillow reports broken PNG chunks/CRCs this way
         raise CorruptImage(path, f"corrupt image data ({exc})") from None

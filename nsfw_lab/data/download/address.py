@@ -11,6 +11,7 @@ inside, and IPv6 ranges Python does not count as private but that are not public
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
@@ -98,34 +99,51 @@ class AddressPolicy:
 
 
 class Connection(http.client.HTTPConnection):
-    """HTTP connection to an allowed address only, connecting by ``deadline`` (``time.monotonic()``)."""
+    """HTTP connection to an allowed address only, connecting by ``deadline`` (``time.monotonic()``).
+
+    ``live_sock`` is the socket in use at every moment (the TCP one, then the TLS one, even after
+    ``http.client`` hands it to the response), so another thread can shut it (:meth:`shut`)."""
 
     def __init__(self, host: str, port: int, deadline: float, policy: AddressPolicy) -> None:
         super().__init__(host, port, timeout=max(0.01, deadline - time.monotonic()))
         self._policy = policy
         self.deadline = deadline
+        self.live_sock: socket.socket | None = None
+        self._shut = False
+
+    def shut(self) -> None:
+        """Shut the live socket from another thread: a blocked connect, handshake, read or write returns."""
+        self._shut = True
+        sock = self.live_sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self._shut:
+            raise TimeoutError(f"no connection to {self.host} before the deadline")
+        return left
 
     def connect(self) -> None:
         last: OSError | None = None
         for family, sockaddr in self._policy.resolve(self.host, self.port):
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                break
             sock = socket.socket(family, socket.SOCK_STREAM)
-            self.sock = sock  # visible to a watchdog that shuts it at the deadline
+            self.live_sock = sock
             try:
-                sock.settimeout(left)
+                sock.settimeout(self._left())
                 sock.connect(sockaddr)
+                self.sock = sock
                 return
             except OSError as exc:
                 sock.close()
-                self.sock = None
                 last = exc
         raise last or TimeoutError(f"no connection to {self.host} before the deadline")
 
 
 class TLSConnection(Connection):
-    """HTTPS over :class:`Connection`, verifying the certificate for the URL's host name."""
+    """HTTPS over :class:`Connection`, verifying the certificate for the URL's host name; the handshake is
+    made on the TLS socket itself, so a shut during it interrupts it."""
 
     default_port = 443
 
@@ -135,4 +153,7 @@ class TLSConnection(Connection):
 
     def connect(self) -> None:
         super().connect()
-        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self.host.strip("[]"))
+        tls = self._ctx.wrap_socket(self.sock, server_hostname=self.host.strip("[]"), do_handshake_on_connect=False)
+        self.sock = self.live_sock = tls
+        tls.settimeout(self._left())
+        tls.do_handshake()

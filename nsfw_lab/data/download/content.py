@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from nsfw_lab.data.hashing import hamming, phash_hex
-from nsfw_lab.data.imageio import ImageLoadError, decode_image_bytes, magic_format
+from nsfw_lab.data.imageio import ImageLoadError, decode_image_bytes, image_format
 from nsfw_lab.errors import NsfwLabError
 
 WEB_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
@@ -125,7 +125,7 @@ def judge(data: bytes, final_url: str, sha: str, signatures: list[Signature]) ->
         img = decode_image_bytes(data, final_url, formats=WEB_FORMATS)
     except ImageLoadError as exc:
         return Verdict("dead", error=f"{exc.detail} [{exc.reason}]")
-    fmt = magic_format(data[:16]) or ""  # every format in WEB_FORMATS announces itself in its first bytes
+    fmt = image_format(data, WEB_FORMATS)
     w, h = img.size
     need_phash = any(s.phash for s in signatures)
     ph = phash_hex(img) if need_phash else None

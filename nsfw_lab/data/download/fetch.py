@@ -14,12 +14,10 @@ shuts the socket at the deadline, so a host that drips bytes cannot hold a worke
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
 import random
-import socket
 import ssl
 import tempfile
 import threading
@@ -103,7 +101,7 @@ class Fetcher:
         self.abort = abort
         self.stop_at = stop_at  # a redirect target that needs no download (a known placeholder URL)
         self.ctx = ssl.create_default_context(cafile=settings.ca_bundle)
-        self._live: set[http.client.HTTPConnection] = set()
+        self._live: set[Connection] = set()
         self._live_lock = threading.Lock()
 
     def close_all(self) -> None:
@@ -111,7 +109,7 @@ class Fetcher:
         with self._live_lock:
             conns = list(self._live)
         for c in conns:
-            _shut(c)
+            c.shut()
 
     def fetch(self, url: str) -> Outcome:
         """Fetch ``url`` (normalised) with retries; never raises except :class:`Aborted`."""
@@ -177,7 +175,7 @@ class Fetcher:
 
             def expire() -> None:
                 expired.set()
-                _shut(conn)
+                conn.shut()
 
             watchdog = threading.Timer(self.s.timeout, expire)
             watchdog.daemon = True
@@ -191,17 +189,23 @@ class Fetcher:
                     "User-Agent": self.s.user_agent, "Accept": "image/*,*/*;q=0.5",
                     "Accept-Encoding": "identity", "Connection": "close"})  # fmt: skip
                 resp = conn.getresponse()
+                if expired.is_set():  # headers cut off at the deadline: nothing parsed from them is trusted
+                    raise TimeoutError
                 out.http_code = resp.status
                 out.content_type = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
                 if resp.status in REDIRECTS and resp.getheader("Location"):
                     return resp.getheader("Location")
                 self._check_status(resp)
-                self._stream(resp, out)
+                self._stream(resp, out, deadline)
                 if expired.is_set():  # the socket was shut under a close-delimited body: incomplete
                     raise TimeoutError
                 return None
-            except (Refused, Dead, Transient, Aborted):
+            except Aborted:
                 raise
+            except (Refused, Dead, Transient) as exc:
+                if not expired.is_set() or isinstance(exc, Refused):
+                    raise
+                raise Transient(f"timed out after {self.s.timeout:g} s") from None  # e.g. "empty body" when cut
             except BaseException as exc:
                 if out.tmp is not None:
                     out.tmp.unlink(missing_ok=True)
@@ -227,7 +231,7 @@ class Fetcher:
             raise Transient(reason, retry=code != 429, retry_after=None if wait is None else float(wait))
         raise Dead(reason)
 
-    def _stream(self, resp: http.client.HTTPResponse, out: Outcome) -> None:
+    def _stream(self, resp: http.client.HTTPResponse, out: Outcome, deadline: float) -> None:
         """Stream the body into a temporary file, hashing it and enforcing the size cap as it arrives."""
         declared = _int_header(resp.getheader("Content-Length"))
         if declared is not None and declared > self.s.max_bytes:
@@ -241,6 +245,8 @@ class Fetcher:
                 while True:
                     if self.abort.is_set():
                         raise Aborted()
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
                     chunk = resp.read(CHUNK)
                     if not chunk:
                         break
@@ -257,14 +263,6 @@ class Fetcher:
             tmp.unlink(missing_ok=True)
             raise
         out.status, out.size, out.sha256, out.tmp = "fetched", total, digest.hexdigest(), tmp
-
-
-def _shut(conn: http.client.HTTPConnection) -> None:
-    """Shut a connection's socket from another thread: a blocked read or write returns at once."""
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _int_header(value: str | None) -> int | None:

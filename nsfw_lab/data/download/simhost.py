@@ -71,7 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if route.drip:
             head = f"HTTP/1.0 {route.status} OK\r\nContent-Type: {route.content_type}\r\n"
-            head += f"Content-Length: {len(route.body)}\r\n\r\n"
+            head += f"Content-Length: {len(route.body)}\r\n"
+            head += (f"Location: {route.location}\r\n" if route.location else "") + "\r\n"
             for b in head.encode():
                 self.wfile.write(bytes([b]))
                 self.wfile.flush()
