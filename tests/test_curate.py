@@ -234,8 +234,16 @@ def test_group_manifest_by_sha256(tmp_path: Path) -> None:
     src = tmp_path / "src"
     generate(
         src,
-        SynthConfig(per_class=20, size=48, seed=9, near_dup_rate=0, conflict_rate=0, corrupt_rate=0, exact_dup_rate=0,
-                    placeholder_rate=0),
+        SynthConfig(
+            per_class=20,
+            size=48,
+            seed=9,
+            near_dup_rate=0,
+            conflict_rate=0,
+            corrupt_rate=0,
+            exact_dup_rate=0,
+            placeholder_rate=0,
+        ),
         progress=False,
     )
     rows = read_csv(src / "manifest.csv")
