@@ -207,6 +207,7 @@ def load_image(path: Path | str, max_pixels: int = MAX_PIXELS_DEFAULT, min_side:
     return decode_image_bytes(data, path, max_pixels=max_pixels, min_side=min_side)
 
 
+@functools.cache
 def _known(formats: tuple[str, ...] | None) -> tuple[str, ...]:
     """``formats`` (default: :func:`safe_formats`) that Pillow has a reader for, all plugins loaded."""
     safe = safe_formats()  # also loads every plugin, so that Image.OPEN knows them all
@@ -226,15 +227,6 @@ def _open_unlimited(data: bytes, formats: tuple[str, ...] | None) -> Image.Image
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def image_format(data: bytes, formats: tuple[str, ...] | None = None) -> str:
-    """The format Pillow reads ``data`` as (``JPEG``, ``MPO``, ``PNG``, ...; header only), or "" if none."""
-    try:
-        with _open_unlimited(data, formats) as im:
-            return (im.format or "").upper()
-    except (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error):
-        return ""
-
-
 def decode_image_bytes(
     data: bytes,
     path: Path | str = "<bytes>",
@@ -246,6 +238,17 @@ def decode_image_bytes(
 
     ``formats`` limits what Pillow may open (default: every format it reads except EPS, which it
     would hand to Ghostscript, an interpreter, for an untrusted file)."""
+    return decode_with_format(data, path, max_pixels, min_side, formats)[0]
+
+
+def decode_with_format(
+    data: bytes,
+    path: Path | str = "<bytes>",
+    max_pixels: int = MAX_PIXELS_DEFAULT,
+    min_side: int = 1,
+    formats: tuple[str, ...] | None = None,
+) -> tuple[Image.Image, str]:
+    """:func:`decode_image_bytes`, plus the format Pillow read the bytes as (``JPEG``, ``MPO``, ``PNG``...)."""
     if len(data) == 0:
         raise EmptyFile(path, "empty file (0 bytes)")
     head = data[:_SNIFF]
@@ -257,6 +260,7 @@ def decode_image_bytes(
         raise TruncatedImage(path, "truncated JPEG (no end-of-image marker)")
     try:
         im = _open_unlimited(data, formats)
+        read_as = (im.format or "").upper()
         w, h = im.size
         if w * h > max_pixels:
             raise DecompressionBomb(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
@@ -291,4 +295,4 @@ def decode_image_bytes(
         raise CorruptImage(path, f"corrupt image data ({exc})") from None
     if min(rgb.size) < min_side:
         raise TooSmall(path, f"{rgb.size[0]}x{rgb.size[1]} is smaller than the minimum side of {min_side}px")
-    return rgb
+    return rgb, read_as

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,9 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--max-bytes", type=byte_size, default=D.max_bytes, help="size cap, e.g. 20M (default 20M)")
     d.add_argument("--max-redirects", type=int, default=D.max_redirects)
     d.add_argument("--backoff", type=float, default=D.backoff, help="first retry delay in s, doubling")
-    d.add_argument("--allow-private", action="store_true", help="allow any non-public address (local testing)")
+    d.add_argument(
+        "--allow-private", dest="allow_any", action="store_true", help="allow any non-public address (local testing)"
+    )
     d.add_argument(
         "--allow-network",
         action="append",
@@ -79,12 +80,11 @@ def _on_term(signum: int, frame: object) -> None:
 
 def run(a: argparse.Namespace) -> None:
     """``nsfw-lab download``: run, then print the per-class table."""
+    from nsfw_lab.cli import _from_args
     from nsfw_lab.data.download.run import DownloadConfig, download
 
-    names = {f.name for f in fields(DownloadConfig)} - {"allow_private"}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(a).items() if k in names}
-    allow = () if a.allow_private else tuple(a.allow_network) if a.allow_network else None
-    cfg = DownloadConfig(**values, allow_private=allow)
+    allow = () if a.allow_any else tuple(a.allow_network) if a.allow_network else None
+    cfg = _from_args(DownloadConfig, a, allow_private=allow)
     a.on_interrupt = f"finished URLs are in {a.out}/manifest.csv; run the same command again to resume"
     signal.signal(signal.SIGTERM, _on_term)
     r = download(Path(a.raw), Path(a.out), cfg, progress=a.progress, confirm=_confirm(a.yes))

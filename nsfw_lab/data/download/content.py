@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from nsfw_lab.data.hashing import hamming, phash_hex
-from nsfw_lab.data.imageio import ImageLoadError, decode_image_bytes, image_format
+from nsfw_lab.data.imageio import ImageLoadError, decode_with_format
 from nsfw_lab.errors import NsfwLabError
 
 WEB_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
@@ -122,10 +122,9 @@ class Verdict:
 def judge(data: bytes, final_url: str, sha: str, signatures: list[Signature]) -> Verdict:
     """Decode ``data`` fully (a file is saved only if it decodes) and check the placeholder signatures."""
     try:
-        img = decode_image_bytes(data, final_url, formats=WEB_FORMATS)
+        img, fmt = decode_with_format(data, final_url, formats=WEB_FORMATS)
     except ImageLoadError as exc:
         return Verdict("dead", error=f"{exc.detail} [{exc.reason}]")
-    fmt = image_format(data, WEB_FORMATS)
     w, h = img.size
     need_phash = any(s.phash for s in signatures)
     ph = phash_hex(img) if need_phash else None

@@ -47,7 +47,6 @@ class Manifest:
         self.path = Path(path)
         self.repaired = False
         self.latest: dict[tuple[str, str], dict[str, str]] = {}
-        self.rows = 0
         if self.path.exists():
             self._load()
         else:
@@ -57,31 +56,14 @@ class Manifest:
 
     def _load(self) -> None:
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
+        complete = _complete_lines(data)
+        if len(complete) < len(data):
             with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
+                fh.truncate(len(complete))
                 fh.flush()
                 os.fsync(fh.fileno())
-            data = data[:keep]
             self.repaired = True
-        try:
-            reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
-            header = next(reader, None)
-            if header is None:
-                raise NsfwLabError(f"{self.path}: empty file (not a download manifest); move it away")
-            if tuple(header) != COLUMNS:
-                raise NsfwLabError(f"{self.path}: not a download manifest (its header is not {','.join(COLUMNS)})")
-            for n, values in enumerate(reader, start=2):
-                if len(values) != len(COLUMNS) or values[2] not in STATUSES:
-                    raise NsfwLabError(f"{self.path}: line {n} is not a manifest row ({len(values)} fields)")
-                row = dict(zip(COLUMNS, values, strict=True))
-                self.latest[(row["class"], row["url"])] = row
-                self.rows += 1
-        except UnicodeDecodeError as exc:
-            raise NsfwLabError(f"{self.path}: not UTF-8 text ({exc.reason})") from None
-        except csv.Error as exc:
-            raise NsfwLabError(f"{self.path}: cannot parse ({exc})") from None
+        self.latest = _parse(complete, self.path)
 
     def append(self, row: dict) -> None:
         """Write one row (a complete line in one write) and make it the latest for its (class, URL)."""
@@ -92,7 +74,6 @@ class Manifest:
             n = os.write(self._fd, view)
             view = view[n:]
         self.latest[(str(row["class"]), str(row["url"]))] = {c: str(row.get(c, "") or "") for c in COLUMNS}
-        self.rows += 1
         if time.monotonic() - self._synced > FSYNC_SECONDS:
             self.sync()
 
@@ -109,20 +90,40 @@ class Manifest:
             self._fd = -1
 
 
+def _complete_lines(data: bytes) -> bytes:
+    """``data`` without an incomplete last line (an interrupted append)."""
+    return data if not data or data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+
+
+def _parse(data: bytes, path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """The latest row of every (class, URL), in first-seen order; one-line errors for anything else."""
+    latest: dict[tuple[str, str], dict[str, str]] = {}
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise NsfwLabError(f"{path}: empty file (not a download manifest); move it away")
+        if tuple(header) != COLUMNS:
+            raise NsfwLabError(f"{path}: not a download manifest (its header is not {','.join(COLUMNS)})")
+        for n, values in enumerate(reader, start=2):
+            if len(values) != len(COLUMNS) or values[2] not in STATUSES:
+                raise NsfwLabError(f"{path}: line {n} is not a manifest row ({len(values)} fields)")
+            row = dict(zip(COLUMNS, values, strict=True))
+            latest[(row["class"], row["url"])] = row
+    except UnicodeDecodeError as exc:
+        raise NsfwLabError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise NsfwLabError(f"{path}: cannot parse ({exc})") from None
+    return latest
+
+
 def read_manifest(path: Path) -> list[dict[str, str]]:
-    """The latest row of every (class, URL) in a manifest, in first-seen order (read-only)."""
+    """The latest row of every (class, URL) in a manifest, in first-seen order (read-only; an interrupted
+    last line is left out)."""
     path = Path(path)
     if not path.is_file():
         raise NsfwLabError(f"{path}: no download manifest here")
-    latest: dict[tuple[str, str], dict[str, str]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise NsfwLabError(f"{path}: not a download manifest (unexpected header)")
-        for row in reader:  # an interrupted last line (too few fields) is skipped
-            if None not in row and None not in row.values() and row["status"] in STATUSES:
-                latest[(row["class"], row["url"])] = row
-    return list(latest.values())
+    return list(_parse(_complete_lines(path.read_bytes()), path).values())
 
 
 def is_download_manifest(path: str | Path | None) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import threading
 from collections import Counter, defaultdict
@@ -26,7 +25,7 @@ from pathlib import Path
 from nsfw_lab import __version__
 from nsfw_lab.data.download.content import Signature, Verdict, judge, load_signatures
 from nsfw_lab.data.download.fetch import Aborted, AddressPolicy, Fetcher, FetchSettings, HostLimiter, Outcome
-from nsfw_lab.data.download.manifest import NAME, STATUSES, STORED, Manifest
+from nsfw_lab.data.download.manifest import NAME, STATUSES, Manifest
 from nsfw_lab.data.download.store import PLACEHOLDER_DIR, Store
 from nsfw_lab.data.download.urls import ListStats, UrlEntry, host_of, read_lists
 from nsfw_lab.errors import NsfwLabError
@@ -159,13 +158,14 @@ def summarise(latest: dict[tuple[str, str], dict[str, str]], entries: list[UrlEn
     return table
 
 
-def _fetch_all(todo: list[UrlEntry], store: Store, cfg: DownloadConfig, tmpdir: Path, progress: bool) -> None:
-    signatures = load_signatures(cfg.placeholders)
-    url_only = [s.final_url_regex for s in signatures if s.url_only() and s.final_url_regex]
+def _fetch_all(
+    todo: list[UrlEntry], store: Store, cfg: DownloadConfig, signatures: list[Signature], tmpdir: Path, progress: bool
+) -> None:
+    url_only = [s for s in signatures if s.url_only()]
     abort = threading.Event()
 
-    def known_placeholder(url: str) -> bool:
-        return any(re.fullmatch(r, url) for r in url_only)
+    def known_placeholder(url: str) -> bool:  # the final URL alone decides: no body needed
+        return any(s.matches(url, "", 0, "", 0, 0, None) for s in url_only)
 
     fetcher = Fetcher(cfg.fetch_settings(), AddressPolicy(cfg.allow_private), HostLimiter(cfg.per_host), tmpdir,
                       abort, stop_at=known_placeholder)  # fmt: skip
@@ -216,7 +216,7 @@ def download(
     raw, out = Path(raw).resolve(), Path(out).resolve()
     cfg.validate()
     entries, stats = read_lists(raw, cfg.classes)
-    load_signatures(cfg.placeholders)  # a bad signature file fails before anything is written
+    signatures = load_signatures(cfg.placeholders)  # a bad signature file fails before anything is written
     _check_out(raw, out)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
@@ -225,16 +225,16 @@ def download(
         tmpdir.mkdir()
         manifest = Manifest(out / NAME)
         try:
-            todo = [e for e in entries if _to_do(manifest.latest.get(e.key), cfg.retry_errors, out)]
+            store = Store(out, manifest, cfg.placeholder_copies)
+            todo = [e for e in entries if store.to_do(manifest.latest.get(e.key), cfg.retry_errors)]
             fetch = [e for e in todo if e.request_url]
             if fetch and not (confirm(NOTICE) if callable(confirm) else confirm):
                 raise NsfwLabError("download not confirmed: read the notice, then pass --yes")
-            store = Store(out, manifest, cfg.placeholder_copies)
             for e in todo:
                 if not e.request_url:
                     store.reject(e)
             if fetch:
-                _fetch_all(fetch, store, cfg, tmpdir, progress)
+                _fetch_all(fetch, store, cfg, signatures, tmpdir, progress)
         finally:
             manifest.close()
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -261,15 +261,6 @@ def learned_placeholders(out: Path) -> set[str]:
 def _list_stats(s: ListStats) -> dict:
     return {"lines": s.lines, "blank_or_comment": s.blank_or_comment, "repeated_lines": s.repeated,
             "urls": s.entries, "rejected": s.rejected, "top_hosts": dict(s.hosts.most_common(10))}  # fmt: skip
-
-
-def _to_do(row: dict[str, str] | None, retry_errors: bool, out: Path) -> bool:
-    """Not in the manifest yet, an error being retried, or a stored file that has gone missing since."""
-    if row is None:
-        return True
-    if row["status"] in STORED:
-        return not (out / row["file"]).is_file()
-    return retry_errors and row["status"] == "error"
 
 
 def _json(path: Path) -> object:

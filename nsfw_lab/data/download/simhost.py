@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nsfw_lab.data.synth.render import Difficulty, make_scene, render
+
 
 @dataclass
 class Route:
@@ -154,17 +156,12 @@ class SimHost:
 
 
 def sim_image(seed: int, size: tuple[int, int] = (96, 72), fmt: str = "JPEG") -> bytes:
-    """A benign abstract image (random rectangles and ellipses on a gradient) as encoded bytes."""
+    """A benign image from the proxy's renderer (a textured scene of shapes, photo- or drawing-like by the
+    seed's parity), at ``size``, encoded as ``fmt``."""
     rng = np.random.default_rng(seed)
-    w, h = size
-    grad = np.linspace(0, 1, w)[None, :, None] * rng.integers(60, 255, 3) + rng.integers(0, 60, 3)
-    img = Image.fromarray(np.broadcast_to(grad, (h, w, 3)).astype(np.uint8))
-    d = ImageDraw.Draw(img)
-    for _ in range(6):
-        x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
-        box = (x0, y0, x0 + int(rng.integers(6, w // 2)), y0 + int(rng.integers(6, h // 2)))
-        color = tuple(int(c) for c in rng.integers(0, 255, 3))
-        (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=color)
+    diff = Difficulty()
+    scene = make_scene(rng, "photo" if seed % 2 else "drawing", min(size), diff)
+    img = render(scene, "absent", rng, diff)[0].resize(size)
     buf = io.BytesIO()
     img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buf.getvalue()

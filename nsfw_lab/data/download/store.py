@@ -33,18 +33,27 @@ class Store:
         self.out = out
         self.manifest = manifest
         self.copies = placeholder_copies
-        self.stored: dict[tuple[str, str], str] = {}  # (class, sha256) -> file relative to out
+        self.files: dict[str, dict[str, str]] = defaultdict(dict)  # sha256 -> {class: file relative to out}
         self.urls_by_sha: dict[str, set[str]] = defaultdict(set)
         self.keys_by_sha: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.placeholder_shas: set[str] = set()
         for key, row in manifest.latest.items():
             sha = row["sha256"]
             if row["status"] in STORED and sha and (out / row["file"]).is_file():
-                self.stored.setdefault((row["class"], sha), row["file"])
+                self.files[sha].setdefault(row["class"], row["file"])
                 self.urls_by_sha[sha].add(row["url"])
                 self.keys_by_sha[sha].add(key)
             elif row["status"] == "placeholder" and sha:
                 self.placeholder_shas.add(sha)
+
+    def to_do(self, row: dict[str, str] | None, retry_errors: bool) -> bool:
+        """Whether a (class, URL) with this latest row is fetched: not in the manifest yet, an error being
+        retried, or a stored file that has gone missing since."""
+        if row is None:
+            return True
+        if row["status"] in STORED:
+            return self.files.get(row["sha256"], {}).get(row["class"]) != row["file"]
+        return retry_errors and row["status"] == "error"
 
     def _row(self, e: UrlEntry, status: str, o: Outcome | None = None, **extra: object) -> None:
         row: dict[str, object] = {"url": e.url, "class": e.cls, "status": status, "group_id": e.group_id,
@@ -79,24 +88,23 @@ class Store:
     def _store(self, entries: list[UrlEntry], o: Outcome, v: Verdict) -> None:
         """Store an image that passed: a new file per class that lacks it, a duplicate row otherwise."""
         sha = o.sha256
+        stored = self.files[sha]
         for e in entries:
-            key = (e.cls, sha)
-            if key in self.stored:
-                self._row(e, "duplicate", o, format=v.format, file=self.stored[key],
+            if e.cls in stored:
+                self._row(e, "duplicate", o, format=v.format, file=stored[e.cls],
                           error="same bytes as a file already stored for this class")  # fmt: skip
             else:
                 rel = f"{e.cls}/{sha}.{v.ext}"
                 dest = self.out / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                first = next((f for (_, s), f in self.stored.items() if s == sha), None)
                 self._row(e, "ok", o, format=v.format, file=rel)  # row first: a kill before the rename
                 if o.tmp is not None and o.tmp.exists():  # leaves a row whose file is missing: redone
                     os.replace(o.tmp, dest)
-                elif first is not None:  # a second class listing the same URL: copy the first class's file
+                elif stored:  # a second class listing the same URL: copy the first class's file
                     part = self.out / ".incomplete" / f"copy-{sha}"
-                    shutil.copyfile(self.out / first, part)
+                    shutil.copyfile(self.out / next(iter(stored.values())), part)
                     os.replace(part, dest)
-                self.stored[key] = rel
+                stored[e.cls] = rel
             self.urls_by_sha[sha].add(e.url)  # requested, not final: one card is often behind every removed URL
             self.keys_by_sha[sha].add(e.key)
         if self.copies and len(self.urls_by_sha[sha]) >= self.copies:
@@ -111,10 +119,10 @@ class Store:
         self.placeholder_shas.add(sha)
         ph = self.out / PLACEHOLDER_DIR
         ph.mkdir(exist_ok=True)
-        for key in [k for k in self.stored if k[1] == sha]:
-            src = self.out / self.stored.pop(key)
+        for cls, rel in self.files.pop(sha, {}).items():
+            src = self.out / rel
             if src.exists():
-                os.replace(src, ph / f"{key[0]}-{src.name}")
+                os.replace(src, ph / f"{cls}-{src.name}")
         reason = self._repeat_reason(sha)
         for key in sorted(self.keys_by_sha.pop(sha, set())):
             row = self.manifest.latest.get(key)
