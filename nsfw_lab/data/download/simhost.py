@@ -48,16 +48,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         host = self.server.sim
-        with host.lock:
-            host.in_flight += 1
-            host.max_in_flight = max(host.max_in_flight, host.in_flight)
-        try:
-            self._answer(host)
-        finally:
-            with host.lock:
-                host.in_flight -= 1
-
-    def _answer(self, host: SimHost) -> None:
         path = self.path.split("?", 1)[0]
         with host.lock:
             host.hits[path] += 1
@@ -66,8 +56,13 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send(404, b"<html><body>Not Found</body></html>", "text/html")
             return
-        if route.delay:
+        if route.delay:  # counted while waiting, before any byte is sent: the client's slot is surely held
+            with host.lock:
+                host.in_flight += 1
+                host.max_in_flight = max(host.max_in_flight, host.in_flight)
             time.sleep(route.delay)
+            with host.lock:
+                host.in_flight -= 1
         if n <= route.fail_first:
             self._send(route.fail_status, b"<html>try again</html>", "text/html")
             return
@@ -120,7 +115,7 @@ class SimHost:
     def __init__(self, host: str = "127.0.0.1", tls_context: object | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: Counter = Counter()
-        self.in_flight = self.max_in_flight = 0  # requests being answered now, and the most at once
+        self.in_flight = self.max_in_flight = 0  # requests inside their route's delay now, and the most at once
         self.lock = threading.Lock()
         self._server = _Server((host, 0), _Handler)
         self._server.sim = self
