@@ -93,7 +93,12 @@ def _predict(a: argparse.Namespace) -> None:
         raise NsfwLabError(f"--batch-size must be >= 1, not {a.batch_size}")
     from nsfw_lab.inference import decision_rule
 
-    run = load_run(a.run, a.checkpoint, a.device)
+    if a.engine == "torch":
+        run = load_run(a.run, a.checkpoint, a.device)
+    else:
+        from nsfw_lab.export import load_exported_run
+
+        run = load_exported_run(a.run, a.engine, a.export)
     rule = decision_rule(run)
     print(f"note: {rule[3]}", file=sys.stderr)
     rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
@@ -107,6 +112,17 @@ def _predict(a: argparse.Namespace) -> None:
         print(f"warning: {bad} of {n} inputs could not be read (see the error column)", file=sys.stderr)
     if n == 0 or bad == n:
         raise NsfwLabError("no input could be classified")
+
+
+def _export(a: argparse.Namespace) -> None:
+    from nsfw_lab.export import export_run
+
+    info = export_run(a.run, a.format, a.out, a.checkpoint)
+    p = info["parity"]
+    print(
+        f"wrote {info['path']} ({info['format']}, dynamic batch); parity with eager fp32 on {p['images']}: "
+        f"max |Δp| {p['max_abs_prob_diff']:.1e} (tolerance {p['tolerance']:.0e})"
+    )
 
 
 def _calibrate(a: argparse.Namespace) -> None:
@@ -277,11 +293,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     q.add_argument("--format", default="csv", choices=("csv", "jsonl"))
     q.add_argument("--batch-size", type=int, default=32)
-    q.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    q.add_argument("--device", default="auto")
+    q.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(--engine torch)")
+    q.add_argument("--device", default="auto", help="(--engine torch; exports run on the CPU)")
+    q.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "onnx", "torchscript"),
+        help="the checkpoint in PyTorch, or its `nsfw-lab export` through ONNX Runtime or TorchScript",
+    )
+    q.add_argument("--export", help="the exported file (default RUN/export/model.onnx or model.torchscript.pt)")
     q.add_argument("--output", help="write here (atomically) instead of standard output")
     q.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     q.set_defaults(func=_predict)
+
+    x = sub.add_parser("export", help="export a run's model to ONNX or TorchScript (checked against eager)")
+    x.add_argument("--run", required=True, help="run folder")
+    x.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
+    x.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    x.add_argument("--out", help="file to write (default RUN/export/model.onnx or model.torchscript.pt)")
+    x.set_defaults(func=_export)
 
     c = sub.add_parser("calibrate", help="fit temperature scaling and the moderation policy's thresholds on val")
     c.add_argument("--run", required=True, help="run folder (writes calibration.json and policy.json into it)")

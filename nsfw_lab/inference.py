@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
@@ -28,6 +28,9 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.moderation import FITTED, Policy, block_score, decide, load_fitted_with_temperature, load_policy
 from nsfw_lab.progress import tqdm
 from nsfw_lab.runs import LoadedRun, load_run
+
+if TYPE_CHECKING:
+    from nsfw_lab.export import ExportedRun
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})
 
@@ -57,7 +60,7 @@ def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
 UNFITTED = {"t_block": 0.5, "t_review": 0.5}
 
 
-def decision_rule(run: LoadedRun) -> tuple[float, Policy, dict[str, float], str]:
+def decision_rule(run: LoadedRun | ExportedRun) -> tuple[float, Policy, dict[str, float], str]:
     """Temperature, policy and thresholds ``predict`` applies for ``run``, and a line saying where from. A
     calibration fitted for the other checkpoint is not applied (its logits differ); a policy fitted at another
     temperature than the stored one is an error."""
@@ -80,14 +83,15 @@ def decision_rule(run: LoadedRun) -> tuple[float, Policy, dict[str, float], str]
 
 @torch.inference_mode()
 def iter_predictions(
-    run: LoadedRun,
+    run: LoadedRun | ExportedRun,
     paths: Iterable[Path | str],
     batch_size: int = 32,
     progress: bool = False,
     rule: tuple[float, Policy, dict[str, float], str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
-    ``decision``, ``error``."""
+    ``decision``, ``error``. ``run`` is a loaded checkpoint or an export (:func:`nsfw_lab.export.load_exported_run`:
+    ONNX Runtime or TorchScript); both take the same uint8 batches."""
     temperature, policy, thresholds, _ = rule or decision_rule(run)
     tf = eval_transform(run.image_size, normalize=False)
     empty = {f"prob_{c}": None for c in run.classes} | {"block_score": None, "decision": None}

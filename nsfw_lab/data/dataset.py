@@ -6,15 +6,15 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from nsfw_lab.data.curate import REPORT_NAME
+from nsfw_lab.data.decode import check_decoder, decode_file, read_encoded
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.fsutil import read_csv
 from nsfw_lab.parallel import default_workers
@@ -33,10 +33,15 @@ def read_curated(root: Path) -> tuple[list[str], list[dict[str, str]]]:
 class CuratedImageDataset(Dataset):
     """Images of one split of a curated dataset, as ``(transform(uint8 CHW tensor), label)``.
 
-    Labels index ``self.classes`` (the sorted class folders, the same in every split).
+    Labels index ``self.classes`` (the sorted class folders, the same in every split). ``decoder`` is
+    ``torchcodec`` (default) or ``pil`` (see :mod:`nsfw_lab.data.decode`); :meth:`encoded` gives the
+    file's bytes for decoding on the GPU.
     """
 
-    def __init__(self, root: Path | str, split: str, transform: Callable | None = None) -> None:
+    def __init__(
+        self, root: Path | str, split: str, transform: Callable | None = None, decoder: str = "torchcodec"
+    ) -> None:
+        check_decoder(decoder)
         self.root = Path(root)
         self.classes, rows = read_curated(self.root)
         if split not in ("train", "val", "test"):
@@ -47,14 +52,18 @@ class CuratedImageDataset(Dataset):
         self.targets = [self.classes.index(r["class"]) for r in rows]
         self.rows = rows
         self.transform = transform
+        self.decoder = "torchcodec" if decoder == "gpu" else decoder  # item access still decodes on the CPU
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[i]) as im:  # the cache holds clean RGB JPEGs (curation checked them)
-            img = pil_to_tensor(im.convert("RGB"))
+        img = decode_file(self.paths[i], self.decoder)  # the cache holds clean RGB JPEGs (curation checked them)
         return (self.transform(img) if self.transform else img), self.targets[i]
+
+    def encoded(self, i: int) -> torch.Tensor:
+        """Image ``i``'s JPEG bytes (1-D uint8 tensor), for :func:`nsfw_lab.data.decode.decode_batch`."""
+        return read_encoded(self.paths[i])
 
     def class_counts(self) -> list[int]:
         """Images per class, in ``self.classes`` order."""
@@ -79,10 +88,28 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def loader_workers(requested: int | None = None) -> int:
-    """``requested``, else ``NSFW_LAB_WORKERS``, else up to 8 but one core left for the main process."""
+    """``requested``, else ``NSFW_LAB_WORKERS``, else this process's share of the cores (torchrun's
+    ``LOCAL_WORLD_SIZE`` processes share the machine) less one for the main process, at most 8."""
     if requested is not None:
         return requested
-    return int(os.environ.get("NSFW_LAB_WORKERS", min(8, max(0, default_workers() - 1))))
+    if "NSFW_LAB_WORKERS" in os.environ:
+        return int(os.environ["NSFW_LAB_WORKERS"])
+    share = default_workers() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return min(8, max(0, share - 1))
+
+
+def loader_options(workers: int | None, device: str) -> dict[str, Any]:
+    """DataLoader settings sized from the machine: workers (:func:`loader_workers`), kept alive across
+    epochs; pinned memory on CUDA; batches prefetched per worker: 4 on CUDA (keep the GPU fed), 2 on the
+    CPU (workers share the cores with the model, a deeper queue only holds memory)."""
+    n = loader_workers(workers)
+    cuda = device.startswith("cuda")
+    return {
+        "num_workers": n,
+        "pin_memory": cuda,
+        "persistent_workers": n > 0,
+        "prefetch_factor": (4 if cuda else 2) if n > 0 else None,
+    }
 
 
 def make_loader(
@@ -94,10 +121,9 @@ def make_loader(
     device: str = "cpu",
     drop_last: bool | None = None,
 ) -> DataLoader:
-    """A DataLoader with sensible defaults: shuffled (seeded) for training, worker count from the
-    machine (override with ``NSFW_LAB_WORKERS``), pinned memory and prefetching on CUDA, persistent
-    workers when there are workers."""
-    workers = loader_workers(workers)
+    """A DataLoader with sensible defaults: shuffled (seeded) for training, the rest from
+    :func:`loader_options` (override the workers with ``NSFW_LAB_WORKERS``)."""
+    opts = loader_options(workers, device)
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
@@ -105,10 +131,7 @@ def make_loader(
         batch_size=batch_size,
         shuffle=train,
         drop_last=train if drop_last is None else drop_last,
-        num_workers=workers,
-        pin_memory=device.startswith("cuda"),
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=_seed_worker if workers > 0 else None,
+        worker_init_fn=_seed_worker if opts["num_workers"] > 0 else None,
         generator=g,
+        **opts,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from nsfw_lab.data.augment import AUGMENTATIONS
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.train.config import AMP, OPTIMIZERS, PRESETS, RECIPES, SCHEDULES, SELECT, TrainConfig
+from nsfw_lab.train.config import AMP, DECODE, OPTIMIZERS, PRESETS, RECIPES, SCHEDULES, SELECT, TrainConfig
 
 D = TrainConfig(data="", out="")
 
@@ -78,6 +78,8 @@ def add_parser(sub: Any) -> None:
     opt("--device", "auto, cpu, cuda or cuda:N")
     opt("--amp", "mixed precision (auto = bf16 on CUDA, off on CPU; fp16 needs CUDA)", choices=AMP)
     opt("--channels-last", "channels_last memory format (default: on with CUDA)", action=argparse.BooleanOptionalAction)
+    opt("--decode", "cache decoding: TorchCodec or Pillow in the workers, or gpu (nvJPEG, CUDA)", choices=DECODE)
+    opt("--compile", "torch.compile the model (pays on long GPU runs; first steps compile)", action="store_true")
     opt("--sync-bn", "SyncBatchNorm across GPUs", action="store_true")
     opt("--workers", "DataLoader workers (default: cores - 1, max 8; env NSFW_LAB_WORKERS)", type=int)
     opt("--save-every", "also write last.pt every N optimiser steps (0 = epoch ends only)", type=int)

@@ -28,7 +28,9 @@ AMP = ("auto", "bf16", "fp16", "off")
 SELECT = ("macro_f1", "accuracy")
 # Fields that may differ when resuming (they do not change the numbers).
 # ``data`` and ``out`` may be spelled differently (relative/absolute); the data is checked by its manifest hash.
-RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out"})
+# ``compile`` changes only the rounding of fused kernels, so a run may be resumed with or without it.
+RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out", "compile"})
+DECODE = ("torchcodec", "pil", "gpu")  # nsfw_lab.data.decode.DECODERS (kept importable without torch)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool | None = None
+    decode: str = "torchcodec"
+    compile: bool = False
     sync_bn: bool = False
     workers: int | None = None
     save_every: int = 50
@@ -159,6 +163,7 @@ def validate(c: TrainConfig) -> None:
         (c.schedule in SCHEDULES, f"unknown schedule {c.schedule!r}; choose {' or '.join(SCHEDULES)}"),
         (c.recipe in RECIPES, f"unknown recipe {c.recipe!r}; choose {' or '.join(RECIPES)}"),
         (c.amp in AMP, f"--amp must be one of {', '.join(AMP)}, not {c.amp!r}"),
+        (c.decode in DECODE, f"--decode must be one of {', '.join(DECODE)}, not {c.decode!r}"),
         (c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), f"unknown device {c.device!r}"),
         (c.select_metric in SELECT, f"--select-metric must be one of {', '.join(SELECT)}"),
         (c.class_weighting in ("none", "balanced"), "--class-weighting must be none or balanced"),

@@ -1,4 +1,9 @@
-"""Training and validation loaders over a curated folder (uint8 batches; the model normalises)."""
+"""Training and validation loaders over a curated folder (uint8 batches; the model normalises).
+
+``decoder`` picks how the cache is decoded (:mod:`nsfw_lab.data.decode`): in the workers with
+TorchCodec (default) or Pillow, or ``gpu``: the workers read bytes and the training device decodes
+and augments (:mod:`nsfw_lab.train.device_decode`).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +13,35 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from nsfw_lab.data.augment import augmentations
-from nsfw_lab.data.dataset import CuratedImageDataset, loader_workers, make_loader
+from nsfw_lab.data.dataset import CuratedImageDataset, loader_options, make_loader
 from nsfw_lab.data.transforms import eval_transform, train_transform
 from nsfw_lab.train.config import TrainConfig
+from nsfw_lab.train.device_decode import EncodedDataset, collate_encoded
 from nsfw_lab.train.distributed import Dist
 from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
 
 
 def train_val_datasets(
-    data: Path, size: int, crop_scale: tuple[float, float], augment: tuple[str, ...] = ()
-) -> tuple[SeededDataset, CuratedImageDataset]:
+    data: Path, size: int, crop_scale: tuple[float, float], augment: tuple[str, ...] = (), decoder: str = "torchcodec"
+) -> tuple[SeededDataset | EncodedDataset, CuratedImageDataset]:
     """The train split with seeded augmentation (crop, flip, then ``augment`` by name) and the val split with
     the eval transform (both uint8)."""
     tf = train_transform(size, scale=crop_scale, extra=augmentations(augment), normalize=False)
-    train = SeededDataset(CuratedImageDataset(data, "train"), tf)
-    return train, CuratedImageDataset(data, "val", eval_transform(size, normalize=False))
+    base = CuratedImageDataset(data, "train", decoder=decoder)
+    train = EncodedDataset(base, tf) if decoder == "gpu" else SeededDataset(base, tf)
+    return train, CuratedImageDataset(data, "val", eval_transform(size, normalize=False), decoder=base.decoder)
 
 
-def make_train_loader(ds: SeededDataset, c: TrainConfig, d: Dist, device: torch.device) -> DataLoader:
+def make_train_loader(ds: SeededDataset | EncodedDataset, c: TrainConfig, d: Dist, device: torch.device) -> DataLoader:
     """Resumable, distributed batches; see :mod:`nsfw_lab.train.sampler`."""
-    workers = loader_workers(c.workers)
     g = torch.Generator()
     g.manual_seed(c.seed)
     return DataLoader(
         ds,
         batch_sampler=ResumableBatchSampler(len(ds), c.batch_size, c.seed, d.rank, d.world_size),
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
+        collate_fn=collate_encoded if isinstance(ds, EncodedDataset) else None,
         generator=g,
+        **loader_options(c.workers, device.type),
     )
 
 

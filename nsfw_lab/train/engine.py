@@ -32,6 +32,7 @@ from nsfw_lab.train import checkpoint as ckpt
 from nsfw_lab.train import distributed as dist
 from nsfw_lab.train.config import TrainConfig, resolve, resume_diff, stages, validate
 from nsfw_lab.train.data import make_train_loader, make_val_loader, train_val_datasets
+from nsfw_lab.train.device_decode import DeviceDecoder, EncodedDataset
 from nsfw_lab.train.loop import Running, Step, epoch_summary, train_epoch
 from nsfw_lab.train.loop import validate as run_validation
 from nsfw_lab.train.optim import make_optimizer, make_scheduler
@@ -112,6 +113,8 @@ def fit(c: TrainConfig) -> RunResult:
         raise NsfwLabError("--sync-bn needs CUDA devices")
     if c.amp == "fp16" and device.type != "cuda":
         raise NsfwLabError("--amp fp16 needs CUDA (on the CPU use --amp bf16 or off)")
+    if c.decode == "gpu" and device.type != "cuda":
+        raise NsfwLabError("--decode gpu needs CUDA (on the CPU use --decode torchcodec or pil)")
     run, data = Path(c.out).resolve(), Path(c.data).resolve()
     classes, _ = read_curated(data)
     dist.init(d, device)
@@ -160,7 +163,7 @@ def _fit(c: TrainConfig, d: dist.Dist, device: torch.device, run: Path, data: Pa
     if c.freeze_stages > len(model.spec.stages):
         n = len(model.spec.stages)
         raise NsfwLabError(f"--freeze-stages {c.freeze_stages}: {model.spec.name} has {n} stages (0..{n})")
-    train_ds, val_ds = train_val_datasets(data, model.spec.input_size, c.crop_scale, c.augment)
+    train_ds, val_ds = train_val_datasets(data, model.spec.input_size, c.crop_scale, c.augment, c.decode)
     trainer = Trainer(c, r, d, device, run, model, classes)
     trainer.setup_data(train_ds, val_ds, data)  # every check passed: only now does the run folder appear
     if d.main:
@@ -187,6 +190,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         if r["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
+        if c.compile:  # in place: parameter names and checkpoints stay those of the plain model
+            self.model.compile()
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["amp"])
         self.plan = stages(c, r["lr"])
         self.pos = {"stage": 0, "epoch": 0, "step": 0, "global_step": 0, "since_best": 0}
@@ -203,6 +208,11 @@ class Trainer:
         self.train_loader = make_train_loader(train_ds, c, d, self.device)
         self.val_loader = make_val_loader(val_ds, c, d, self.device)
         self.sampler = self.train_loader.batch_sampler
+        self.prepare = (
+            DeviceDecoder(train_ds.transform, self.device, self.r["channels_last"])
+            if isinstance(train_ds, EncodedDataset)
+            else None
+        )
         if self.sampler.batches_per_epoch == 0:
             raise NsfwLabError(
                 f"{data}: {len(train_ds)} training images, fewer than one batch of "
@@ -285,7 +295,15 @@ class Trainer:
             scaler.load_state_dict(self.ck["scaler"])
         self.ck = None
         step = Step(
-            opt, sched, scaler, self.criterion, self.device, self.r["accum"], self.amp_dtype, self.r["channels_last"]
+            opt,
+            sched,
+            scaler,
+            self.criterion,
+            self.device,
+            self.r["accum"],
+            self.amp_dtype,
+            self.r["channels_last"],
+            self.prepare,
         )
         for ep in range(self.pos["epoch"], st.epochs):
             if c.max_steps is not None and ep * self.spe >= c.max_steps:

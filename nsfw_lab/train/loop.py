@@ -31,6 +31,7 @@ class Step:
     accum: int
     amp_dtype: torch.dtype | None
     channels_last: bool
+    prepare: Any = None  # batch -> (x, y, idx) on the device; None: :func:`to_device` (see device_decode.py)
 
 
 @dataclass
@@ -67,6 +68,15 @@ def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: 
     return criterion(out, y), out
 
 
+def to_device(batch: Any, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """A loader's ``(x, y, idx)`` with ``x`` and ``y`` on ``device`` (``x`` in channels_last when asked)."""
+    x, y, idx = batch
+    x = x.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True), idx
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Mixed precision on ``device`` when ``dtype`` is set."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
@@ -94,14 +104,11 @@ def train_epoch(
     micro = start_step * s.accum
     step, t0, images = start_step, time.perf_counter(), 0
     bar = tqdm(loader, desc=desc, total=len(loader), disable=not show, leave=False, unit="batch")
-    for x, y, idx in bar:
+    for batch in bar:
         window_start = (micro // s.accum) * s.accum
         window_len = min(s.accum, total_micro - window_start)
         last_in_window = micro - window_start == window_len - 1
-        x = x.to(s.device, non_blocking=True)
-        if s.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(s.device, non_blocking=True)
+        x, y, idx = s.prepare(batch) if s.prepare else to_device(batch, s.device, s.channels_last)
         sync = contextlib.nullcontext() if last_in_window or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast(s.device, s.amp_dtype):

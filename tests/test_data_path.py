@@ -1,0 +1,110 @@
+"""The fast data path: cache decoders, GPU-style batch decoding (run here on the CPU), loader sizing and
+``--compile``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nsfw_lab.data.dataset import CuratedImageDataset, loader_options, loader_workers
+from nsfw_lab.data.decode import decode_file
+from nsfw_lab.data.transforms import train_transform
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.train.device_decode import DeviceDecoder, EncodedDataset, collate_encoded
+from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
+
+
+def test_torchcodec_and_pillow_decode_the_cache_to_the_same_pixels(small_curated: Path) -> None:
+    ds = CuratedImageDataset(small_curated, "train")
+    for p in ds.paths[:20]:
+        a, b = decode_file(p, "torchcodec"), decode_file(p, "pil")
+        assert a.dtype == torch.uint8 and a.shape[0] == 3 and torch.equal(a, b)
+
+
+def test_a_broken_cache_file_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    for decoder in ("torchcodec", "pil"):
+        with pytest.raises(NsfwLabError, match=r"x\.jpg: cannot decode the cached image") as e:
+            decode_file(bad, decoder)
+        assert "\n" not in str(e.value)
+    with pytest.raises(NsfwLabError, match="unknown decoder"):
+        CuratedImageDataset(tmp_path, "train", decoder="cv2")
+
+
+def test_batch_decoding_on_the_device_reproduces_the_worker_path(small_curated: Path) -> None:
+    """``--decode gpu`` decodes and augments in the main process; on the CPU device it must give exactly the
+    tensors the workers give for the same (index, seed) items: same decoder output, same crops and flips."""
+    tf = train_transform(40, scale=(0.2, 1.0), normalize=False)
+    base = CuratedImageDataset(small_curated, "train")
+    cpu, enc = SeededDataset(base, tf), EncodedDataset(base, tf)
+    sampler = ResumableBatchSampler(len(base), 8, seed=4)
+    sampler.set_epoch(2)
+    decode = DeviceDecoder(tf, torch.device("cpu"), channels_last=True)
+    for batch in list(sampler)[:3]:
+        want = torch.stack([cpu[item][0] for item in batch])
+        x, y, idx = decode(collate_encoded([enc[item] for item in batch]))
+        assert torch.equal(x, want) and x.is_contiguous(memory_format=torch.channels_last)
+        assert idx.tolist() == [i for i, _ in batch] and y.tolist() == [base.targets[i] for i, _ in batch]
+    assert not torch.equal(want[0], cpu[(batch[0][0], batch[0][1] + 1)][0])  # another seed, another crop
+
+
+def test_loader_options_are_sized_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nsfw_lab.data.dataset as dataset
+
+    monkeypatch.delenv("NSFW_LAB_WORKERS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(dataset, "default_workers", lambda: 16)
+    assert loader_workers() == 8  # capped
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert loader_workers() == 3  # 16 cores / 4 processes, one left for each main process
+    assert loader_options(None, "cuda") == {
+        "num_workers": 3, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4,
+    }  # fmt: skip
+    assert loader_options(None, "cpu")["prefetch_factor"] == 2 and not loader_options(None, "cpu")["pin_memory"]
+    assert loader_options(0, "cuda") == {
+        "num_workers": 0, "pin_memory": True, "persistent_workers": False, "prefetch_factor": None,
+    }  # fmt: skip
+    monkeypatch.setenv("NSFW_LAB_WORKERS", "1")
+    assert loader_workers() == 1 and loader_workers(5) == 5
+
+
+def test_decoders_train_identically_and_gpu_decode_needs_cuda(small_curated: Path, tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    from nsfw_lab.train import fit
+
+    a = fit(tiny_config(small_curated, tmp_path / "codec", max_steps=5))
+    b = fit(tiny_config(small_curated, tmp_path / "pil", max_steps=5, decode="pil"))
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    assert json.loads((tmp_path / "pil" / "config.json").read_text())["config"]["decode"] == "pil"
+    if not torch.cuda.is_available():
+        with pytest.raises(NsfwLabError, match="--decode gpu needs CUDA"):
+            fit(tiny_config(small_curated, tmp_path / "gpu", decode="gpu", device="cpu"))
+
+
+@pytest.mark.slow
+def test_compile_runs_the_same_function(small_curated: Path, tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """(Dropout masks come from another generator under torch.compile, so the training trajectories are not
+    compared; the compiled model's validation numbers are, against the plain model with the same weights.)"""
+    from torch._dynamo.utils import counters
+
+    from nsfw_lab.data.transforms import eval_transform
+    from nsfw_lab.runs import load_run
+    from nsfw_lab.train import fit
+
+    counters.clear()
+    comp = fit(tiny_config(small_curated, tmp_path / "comp", max_steps=6, compile=True))
+    assert counters["stats"]["unique_graphs"] > 0  # the model did go through torch.compile
+    fit(tiny_config(small_curated, tmp_path / "plain", max_steps=1))
+    state = torch.load(tmp_path / "comp" / "last.pt", weights_only=True)["model"]
+    ref = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)["model"]
+    assert list(state) == list(ref)  # no "_orig_mod." prefixes: the checkpoint loads into the plain model
+    run = load_run(tmp_path / "comp", "last", "cpu")  # a plain, uncompiled model
+    ds = CuratedImageDataset(small_curated, "val", eval_transform(run.image_size, normalize=False))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.tensor(ds.targets)
+    with torch.inference_mode():
+        loss = float(torch.nn.functional.cross_entropy(run.model(x), y))
+    assert loss == pytest.approx(comp.history[-1]["val_loss"], abs=1e-4)
