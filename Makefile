@@ -13,8 +13,9 @@ STAMP := $(VENV)/.nsfw-lab-installed
 PROFILE ?= cpu
 DATA ?=
 PYTEST_ARGS ?=
+QUICK ?=
 
-.PHONY: help env study test lint lab lock clean distclean
+.PHONY: help env study test bench lint lab lock clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,11 +31,15 @@ $(STAMP): pyproject.toml $(LOCK)
 
 study: $(STAMP)  ## build the environment and run the study (PROFILE=smoke|cpu|gpu, DATA=curated-or-raw dir)
 	$(BIN)/nsfw-lab prepare --profile $(PROFILE) $(if $(DATA),--data '$(DATA)')
+	$(BIN)/nsfw-lab bench --if-missing $(if $(filter gpu,$(PROFILE)),,--quick)
 	$(BIN)/nsfw-lab study --profile $(PROFILE) $(if $(DATA),--data '$(DATA)')
 
 test: $(STAMP)  ## lint and run the whole offline test suite
 	$(BIN)/ruff check nsfw_lab tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## measure data path, training loop and inference into reports/benchmarks/ (QUICK=1: minutes)
+	$(BIN)/nsfw-lab bench $(if $(QUICK),--quick)
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(BIN)/ruff check nsfw_lab tests

@@ -5,6 +5,7 @@ The common entry points are importable from the top level (loaded on first use, 
 
     from nsfw_lab import generate_proxy, curate, load_image, CuratedImageDataset, config
     from nsfw_lab import build_model, freeze, make_config, fit, evaluate_run, predict, load_run
+    from nsfw_lab import export_run, run_bench
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _LAZY = {
     "evaluate_run": ("nsfw_lab.evaluate", "evaluate_run"),
     "classification_metrics": ("nsfw_lab.evaluate", "classification_metrics"),
     "predict": ("nsfw_lab.inference", "predict"),
+    "export_run": ("nsfw_lab.export", "export_run"),
+    "run_bench": ("nsfw_lab.bench.run", "run_bench"),
     "NsfwLabError": ("nsfw_lab.errors", "NsfwLabError"),
 }
 __all__ = ["__version__", *_LAZY]

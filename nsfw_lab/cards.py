@@ -2,12 +2,12 @@
 
 Every figure in a card is read from a file (``config.json``, ``eval_test.json``, ``calibration.json``,
 ``policy.json`` in the run; ``curation_report.json`` in its data; notebook 06's measured explanations when
-given), and a missing file says so in the card instead of leaving a gap that reads as "fine".
+given; the latency table of ``nsfw-lab bench``, ``reports/benchmarks/bench.json``), and a missing file says
+so in the card instead of leaving a gap that reads as "fine".
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from nsfw_lab import __version__
 from nsfw_lab.calibration import T_RANGE
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes
+from nsfw_lab.fsutil import atomic_write_bytes, read_json
 
 CONTENT_SAFETY = """\
 - This repository and its tests contain no real sexual imagery: the proxy is abstract renderings (rings,
@@ -39,13 +39,7 @@ INTENDED = """\
   they were real-world performance."""
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise NsfwLabError(f"{path}: not valid JSON ({exc})") from None
+_read = read_json
 
 
 def _ci(v: list | None) -> str:
@@ -145,8 +139,34 @@ def _explanations(exp: dict[str, Any] | None, shortcut: dict[str, Any] | None) -
     return out
 
 
-def model_card(run_dir: Path, name: str, explanations: dict | None = None, shortcut: dict | None = None) -> str:
-    """The Markdown model card of ``run_dir`` (see the module docstring for the sources)."""
+def _deployment(bench: dict[str, Any] | None, arch: str, px: int) -> list[str]:
+    from nsfw_lab.bench.report import inference_table, latency_rows, summary_line
+
+    if bench is None:
+        return [_missing("inference latency", "make bench")]
+    rows = latency_rows(bench, arch)
+    if not rows:
+        return [f"_Not measured: {summary_line(bench)} has no `{arch}` rows (the full `make bench` covers every "
+                "architecture)._"]  # fmt: skip
+    size = rows[0]["input_px"]
+    note = "" if size == px else f" (this model runs at {px} px: latency grows about with the pixel count)"
+    return [
+        f"CPU inference of the `{arch}` architecture at {size} px{note}, from {summary_line(bench)}; latency does "
+        "not depend on the trained weights, int8 agreement does (see `bench.md`).",
+        "",
+        *inference_table(rows),
+    ]
+
+
+def model_card(
+    run_dir: Path,
+    name: str,
+    explanations: dict | None = None,
+    shortcut: dict | None = None,
+    bench: dict | None = None,
+) -> str:
+    """The Markdown model card of ``run_dir`` (see the module docstring for the sources; ``bench``: a loaded
+    ``bench.json``)."""
     run = Path(run_dir)
     cfg = _read(run / "config.json")
     if cfg is None:
@@ -185,6 +205,10 @@ def model_card(run_dir: Path, name: str, explanations: dict | None = None, short
         "## Explanations and known failure modes",
         "",
         *_explanations(explanations, shortcut),
+        "",
+        "## Deployment cost",
+        "",
+        *_deployment(bench, m["name"], m["input_size"]),
         "",
         "## Caveats",
         "",
@@ -254,9 +278,17 @@ def data_card(curated: Path) -> str:
 
 
 def write_cards(
-    run_dir: Path | str, out: Path | str, name: str, explanations: dict | None = None, shortcut: dict | None = None
+    run_dir: Path | str,
+    out: Path | str,
+    name: str,
+    explanations: dict | None = None,
+    shortcut: dict | None = None,
+    bench: Path | str | None = None,
 ) -> dict[str, Path]:
-    """Write ``OUT/<run folder name>/MODEL_CARD.md`` and ``DATA_CARD.md`` (atomically); returns their paths."""
+    """Write ``OUT/<run folder name>/MODEL_CARD.md`` and ``DATA_CARD.md`` (atomically); returns their paths.
+    ``bench``: a ``bench.json`` or its folder (default ``reports/benchmarks``)."""
+    from nsfw_lab.bench.report import load as load_bench
+
     run = Path(run_dir)
     cfg = _read(run / "config.json")
     if cfg is None:
@@ -264,6 +296,7 @@ def write_cards(
     folder = Path(out) / run.name
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"model": folder / "MODEL_CARD.md", "data": folder / "DATA_CARD.md"}
-    atomic_write_bytes(paths["model"], model_card(run, name, explanations, shortcut).encode())
+    card = model_card(run, name, explanations, shortcut, load_bench(bench))
+    atomic_write_bytes(paths["model"], card.encode())
     atomic_write_bytes(paths["data"], data_card(Path(cfg["data"]["path"])).encode())
     return paths

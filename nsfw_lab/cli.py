@@ -99,6 +99,8 @@ def _predict(a: argparse.Namespace) -> None:
         from nsfw_lab.export import load_exported_run
 
         run = load_exported_run(a.run, a.engine, a.export)
+        print(f"note: {a.engine} export of {run.checkpoint}.pt, on the CPU (--checkpoint and --device apply to "
+              "--engine torch)", file=sys.stderr)  # fmt: skip
     rule = decision_rule(run)
     print(f"note: {rule[3]}", file=sys.stderr)
     rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
@@ -145,7 +147,7 @@ def _calibrate(a: argparse.Namespace) -> None:
 def _cards(a: argparse.Namespace) -> None:
     from nsfw_lab.cards import write_cards
 
-    paths = write_cards(a.run, a.out, a.name or Path(a.run).name)
+    paths = write_cards(a.run, a.out, a.name or Path(a.run).name, bench=a.bench)
     print(f"wrote {paths['model']} and {paths['data']}")
 
 
@@ -173,6 +175,15 @@ def _paths(a: argparse.Namespace) -> None:
         },
     }
     print(json.dumps(info, indent=2))
+
+
+def one_line(exc: NsfwLabError) -> str:
+    """The error's message; for one re-raised by a DataLoader worker (whose message carries the worker's
+    traceback), the original message only."""
+    msg = str(exc)
+    if "Original Traceback" in msg:
+        msg = msg.strip().splitlines()[-1].split("NsfwLabError: ", 1)[-1]
+    return msg
 
 
 class _Parser(argparse.ArgumentParser):
@@ -327,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=str(config.REPORTS_DIR / "cards"), help="folder for <run>/MODEL_CARD.md, DATA_CARD.md"
     )
     k.add_argument("--name", help="the model's name in the card (default: the run folder's name)")
+    k.add_argument("--bench", help="`nsfw-lab bench` output (bench.json or its folder; default reports/benchmarks)")
     k.set_defaults(func=_cards)
+
+    from nsfw_lab.bench.cli import add_parser as add_bench
+
+    add_bench(sub)
 
     st = sub.add_parser("study", help="run the course notebooks through papermill into reports/<profile>/")
     st.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
@@ -347,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except NsfwLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = getattr(args, "on_interrupt", "partial output was discarded")

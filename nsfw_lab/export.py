@@ -23,7 +23,7 @@ import torch
 
 from nsfw_lab import __version__
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json
+from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_json
 from nsfw_lab.runs import LoadedRun, load_run
 from nsfw_lab.train.engine import BEST, LAST
 
@@ -59,7 +59,8 @@ def parity_images(run: LoadedRun, n: int = max(PARITY_BATCHES)) -> tuple[torch.T
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), "random images"
 
 
-def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, str]) -> bytes:
+def onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, str]) -> bytes:
+    """``model`` as a serialised ONNX graph (dynamo exporter, batch dimension dynamic, ``meta`` as metadata)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,12 +81,12 @@ def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, s
     return proto.SerializeToString()
 
 
-def _torchscript_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+def torchscript_bytes(model: torch.nn.Module, example: torch.Tensor) -> bytes:
+    """``model`` traced on ``example`` and frozen, as the bytes of a TorchScript file."""
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch 2.14 deprecates TorchScript in favour of torch.export
+        torch.jit.save(torch.jit.freeze(torch.jit.trace(model, example, check_trace=False)), buf)
     return buf.getvalue()
 
 
@@ -161,10 +162,10 @@ def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, che
     }  # fmt: skip
     if fmt == "onnx":
         meta = {"classes": json.dumps(run.classes), "input_size": str(run.image_size), "nsfw_lab": __version__}
-        data = _onnx_bytes(model, images[:2], meta)
+        data = onnx_bytes(model, images[:2], meta)
         info["opset"] = OPSET
     else:
-        data = _torchscript_bytes(model, images[:2])
+        data = torchscript_bytes(model, images[:2])
     staged = path.with_name(f".{path.name}.check")
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -175,12 +176,13 @@ def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, che
                 f"{path}: the {fmt} export differs from the eager model by {diff:.2e} in probability "
                 f"(tolerance {PARITY_TOLERANCE:.0e}); not written"
             )
+        info["parity"] = {"max_abs_prob_diff": diff, "tolerance": PARITY_TOLERANCE,
+                          "batches": list(PARITY_BATCHES), "images": f"{len(images)} {source}"}  # fmt: skip
+        sidecar(path).unlink(missing_ok=True)  # between the two renames the pair is incomplete, never mismatched
         staged.replace(path)
+        atomic_write_json(sidecar(path), info)
     finally:
         staged.unlink(missing_ok=True)
-    info["parity"] = {"max_abs_prob_diff": diff, "tolerance": PARITY_TOLERANCE, "batches": list(PARITY_BATCHES),
-                      "images": f"{len(images)} {source}"}  # fmt: skip
-    atomic_write_json(sidecar(path), info)
     return info
 
 
@@ -209,12 +211,15 @@ def load_exported_run(run_dir: Path | str, fmt: str = "onnx", path: Path | str |
     meta = sidecar(path)
     if not path.is_file() or not meta.is_file():
         raise NsfwLabError(f"{path}: no export (with {meta.name}); run `nsfw-lab export --run {run} --format {fmt}`")
-    info = json.loads(meta.read_text())
-    if info["format"] != fmt:
-        raise NsfwLabError(f"{path}: exported as {info['format']}, not {fmt}")
-    ck = run / (BEST if info["checkpoint"] == "best" else LAST)
-    if not ck.is_file() or sha256_file(ck) != info["checkpoint_sha256"]:
+    info = read_json(meta)
+    try:
+        fmt_saved, checkpoint, digest = info["format"], info["checkpoint"], info["checkpoint_sha256"]
+        classes, size = list(info["classes"]), int(info["input"]["size"])
+    except (KeyError, TypeError, ValueError):
+        raise NsfwLabError(f"{meta}: not an nsfw-lab export record; export again (`nsfw-lab export`)") from None
+    if fmt_saved != fmt:
+        raise NsfwLabError(f"{path}: exported as {fmt_saved}, not {fmt}")
+    ck = run / (BEST if checkpoint == "best" else LAST)
+    if not ck.is_file() or sha256_file(ck) != digest:
         raise NsfwLabError(f"{path}: exported from an older {ck.name}; export again (`nsfw-lab export --run {run}`)")
-    model = load_exported(path, fmt)
-    return ExportedRun(run, model, list(info["classes"]), info["checkpoint"], int(info["input"]["size"]),
-                       torch.device("cpu"))  # fmt: skip
+    return ExportedRun(run, load_exported(path, fmt), classes, checkpoint, size, torch.device("cpu"))

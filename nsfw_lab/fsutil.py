@@ -58,6 +58,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's content, None when the file does not exist, a one-line error when it is not JSON."""
+    from nsfw_lab.errors import NsfwLabError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise NsfwLabError(f"{path}: not valid JSON ({exc})") from None
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomic, stable (sorted keys, indented) JSON write."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -67,3 +67,18 @@ def tiny_run(small_curated: Path, tmp_path_factory: pytest.TempPathFactory, tiny
     out = tmp_path_factory.mktemp("eval") / "run"
     fit(tiny_config(small_curated, out, epochs=2))
     return out
+
+
+@pytest.fixture(scope="session")
+def quick_bench(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
+    """``nsfw-lab bench --quick --run TINY_RUN`` run once as a user runs it; returns its output folder
+    (bench.json, bench.md)."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("bench")
+    cmd = [str(Path(sys.executable).parent / "nsfw-lab"), "bench", "--quick", "--out", str(root / "out"),
+           "--work", str(root / "work"), "--run", str(tiny_run)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root / "out"

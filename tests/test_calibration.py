@@ -201,7 +201,9 @@ def test_cards_report_what_the_run_recorded(calibrated_run: Path, tmp_path: Path
     ev = json.loads((calibrated_run / "eval_test.json").read_text())
     card = model_card(calibrated_run, "tiny CNN")
     cal = json.loads((calibrated_run / "calibration.json").read_text())
-    assert f"T = {cal['temperature']:.3f}" in card and "Not recorded" not in card
+    recorded, deployment = card.split("## Deployment cost")
+    assert f"T = {cal['temperature']:.3f}" in card and "Not recorded" not in recorded
+    assert "_Not recorded: inference latency. Run `make bench`" in deployment  # no bench given (test_bench: with)
     assert f"macro-F1 {ev['macro_f1']:.3f} [{ev['macro_f1_ci95'][0]:.3f}" in card
     pol = json.loads((calibrated_run / "policy.json").read_text())
     assert f"block ≥ {pol['thresholds']['t_block']:.4f}" in card
@@ -211,7 +213,7 @@ def test_cards_report_what_the_run_recorded(calibrated_run: Path, tmp_path: Path
                     "random": {"pointing": {"mean": 0.2}}, "centre": {"pointing": {"mean": 0.3}}}  # fmt: skip
     card = model_card(calibrated_run, "tiny CNN", explanations, {"summary": "shortcut found: porn relies on a badge"})
     assert "0.900 [0.800, 1.000]" in card and "**meets target**" in card and "porn relies on a badge" in card
-    paths = write_cards(calibrated_run, tmp_path / "cards", "tiny CNN")
+    paths = write_cards(calibrated_run, tmp_path / "cards", "tiny CNN", bench=tmp_path / "no-bench")
     data = paths["data"].read_text()
     report = json.loads((Path(json.loads((calibrated_run / "config.json").read_text())["data"]["path"]) /
                          "curation_report.json").read_text())  # fmt: skip

@@ -52,22 +52,103 @@ def test_batch_decoding_on_the_device_reproduces_the_worker_path(small_curated: 
     assert not torch.equal(want[0], cpu[(batch[0][0], batch[0][1] + 1)][0])  # another seed, another crop
 
 
+def test_encoded_batches_cross_worker_processes_as_one_buffer(small_curated: Path) -> None:
+    from nsfw_lab.train.data import batch_preparer, loader_over, train_val_datasets
+
+    train, _ = train_val_datasets(small_curated, 40, (0.2, 1.0), (), "gpu")
+    plain, _ = train_val_datasets(small_curated, 40, (0.2, 1.0), (), "torchcodec")
+    sampler = ResumableBatchSampler(len(train), 8, seed=1)
+    loader = loader_over(train, sampler, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    assert loader.num_workers == 1 and not loader.pin_memory  # the decoder reads the bytes from host memory
+    prepare = batch_preparer(train, torch.device("cpu"), False)
+    for k, (batch, items) in enumerate(zip(loader, sampler, strict=False)):
+        data, lengths, *_ = batch
+        assert data.dim() == 1 and int(lengths.sum()) == len(data)  # one buffer per batch, not one per image
+        x, _, idx = prepare(batch)
+        assert idx.tolist() == [i for i, _ in items] and torch.equal(x, torch.stack([plain[i][0] for i in items]))
+        if k == 2:
+            break
+    assert batch_preparer(plain, torch.device("cpu"), False) is None
+
+
+def test_a_corrupt_cache_file_in_a_worker_is_one_line_from_the_cli(
+    small_curated: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    from nsfw_lab.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(small_curated, data)
+    for victim in CuratedImageDataset(data, "train").paths:  # every one: whichever the first batch reads
+        victim.write_bytes(b"\xff\xd8\xff broken")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", "baseline", "--image-size", "32",
+            "--cnn-widths", "8", "--epochs", "1", "--batch-size", "200", "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 2  # one batch of 200 of the 220 training images
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {data}/train/") and ": cannot decode the cached image" in err and "\n" not in err
+
+
+def test_decoder_and_compile_changes_on_resume() -> None:
+    from nsfw_lab.data.decode import DECODERS
+    from nsfw_lab.train.config import DECODE, TrainConfig, resume_diff
+
+    assert DECODE == DECODERS
+    c = TrainConfig(data="d", out="o")
+    assert resume_diff(c, TrainConfig(data="d", out="o", decode="pil")) == []  # identical pixels
+    assert resume_diff(c, TrainConfig(data="d", out="o", decode="gpu")) == ["decode"]
+    assert resume_diff(c, TrainConfig(data="d", out="o", compile=True)) == ["compile"]
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_gpu_decoding_matches_the_worker_path_on_cuda(small_curated: Path) -> None:
+    tf = train_transform(40, scale=(0.2, 1.0), normalize=False)
+    base = CuratedImageDataset(small_curated, "train")
+    cpu, enc = SeededDataset(base, tf), EncodedDataset(base, tf)
+    batch = next(iter(ResumableBatchSampler(len(base), 8, seed=4)))
+    x, _, _ = DeviceDecoder(tf, torch.device("cuda"))(collate_encoded([enc[item] for item in batch]))
+    want = torch.stack([cpu[item][0] for item in batch])
+    assert x.device.type == "cuda" and x.shape == want.shape and x.dtype == torch.uint8
+    diff = (x.cpu().float() - want.float()).abs()
+    assert diff.mean() < 3 and (diff > 40).float().mean() < 0.01  # same crops; nvJPEG and CUDA resize round apart
+
+
+@cuda
+def test_training_with_gpu_decoding(small_curated: Path, tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
+    from nsfw_lab.train import fit
+
+    r = fit(tiny_config(small_curated, tmp_path / "run", decode="gpu", device="cuda", workers=2, max_steps=4))
+    assert r.history[0]["train_images"] == 4 * 16 and r.history[0]["val_images"] > 0
+
+
 def test_loader_options_are_sized_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     import nsfw_lab.data.dataset as dataset
 
     monkeypatch.delenv("NSFW_LAB_WORKERS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(dataset, "default_workers", lambda: 16)
+    monkeypatch.setattr(dataset.os, "cpu_count", lambda: 16)
     assert loader_workers() == 8  # capped
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert loader_workers() == 3  # 16 cores / 4 processes, one left for each main process
     assert loader_options(None, "cuda") == {
-        "num_workers": 3, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4,
-    }  # fmt: skip
+        "num_workers": 3,
+        "pin_memory": True,
+        "persistent_workers": True,
+        "prefetch_factor": 6,
+    }  # fmt: skip  (about 16 batches in flight)
+    assert loader_options(8, "cuda")["prefetch_factor"] == 2 and loader_options(1, "cuda")["prefetch_factor"] == 8
     assert loader_options(None, "cpu")["prefetch_factor"] == 2 and not loader_options(None, "cpu")["pin_memory"]
     assert loader_options(0, "cuda") == {
         "num_workers": 0, "pin_memory": True, "persistent_workers": False, "prefetch_factor": None,
     }  # fmt: skip
+    monkeypatch.setattr(dataset.os, "cpu_count", lambda: 64)  # this process bound to 16 of 64 CPUs already
+    assert loader_workers() == 8
+    monkeypatch.setattr(dataset, "default_workers", lambda: 4)
+    assert loader_workers() == 3  # its own 4 CPUs, not divided again by the 4 local processes
     monkeypatch.setenv("NSFW_LAB_WORKERS", "1")
     assert loader_workers() == 1 and loader_workers(5) == 5
 

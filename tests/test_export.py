@@ -19,6 +19,7 @@ from nsfw_lab.data.dataset import CuratedImageDataset
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.export import export_run, load_exported_run
+from nsfw_lab.inference import predict
 from nsfw_lab.runs import load_run
 
 
@@ -122,3 +123,21 @@ def test_a_stale_export_is_refused(run_copy: Path) -> None:
         load_exported_run(run_copy, "onnx")
     with pytest.raises(NsfwLabError, match="exported as onnx, not torchscript"):
         load_exported_run(run_copy, "torchscript", run_copy / "export" / "model.onnx")
+
+
+def test_predict_through_torchscript_and_a_broken_record_is_one_line(
+    run_copy: Path, small_curated: Path, capsys: pytest.CaptureFixture
+) -> None:
+    export_run(run_copy, "torchscript")
+    files = sorted((small_curated / "test").rglob("*.jpg"))[:5]
+    want = {r["path"]: r["prob_porn"] for r in predict(run_copy, files, device="cpu")}
+    assert main(["predict", "--run", str(run_copy), "--engine", "torchscript", "--no-progress", *map(str, files)]) == 0
+    out, err = capsys.readouterr()
+    assert "note: torchscript export of best.pt, on the CPU" in err
+    got = {r["path"]: float(r["prob_porn"]) for r in csv.DictReader(io.StringIO(out))}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) <= 1e-4 for k in got)
+    (run_copy / "export" / "model.torchscript.pt.json").write_text('{"format": "torchscript"}')
+    assert main(["predict", "--run", str(run_copy), "--engine", "torchscript", str(files[0])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {run_copy}/export/model.torchscript.pt.json: not an nsfw-lab export record; export again " \
+        "(`nsfw-lab export`)"  # fmt: skip

@@ -13,9 +13,13 @@ from nsfw_lab.course.runner import run_study
 
 
 @pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """All notebooks run once with the smoke profile; data and reports in a temporary folder."""
+def smoke_report(tmp_path_factory: pytest.TempPathFactory, quick_bench: Path) -> Path:
+    """All notebooks run once with the smoke profile; data and reports in a temporary folder, with the quick
+    bench's output where `make bench` puts it (reports/benchmarks) for the cards and notebook 08."""
+    import shutil
+
     root = tmp_path_factory.mktemp("study")
+    shutil.copytree(quick_bench, root / "reports" / "benchmarks")
     mp = pytest.MonkeyPatch()
     mp.setenv("NSFW_LAB_DATA", str(root / "data"))  # the kernels inherit it: nothing written to the repo
     mp.setenv("NSFW_LAB_REPORTS", str(root / "reports"))
@@ -207,6 +211,10 @@ def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Pa
         assert "Pointing game" in card and "Study-level shortcut experiment" in card
         assert "Leakage controls" in (smoke_report / m["cards"][name]["data"]).read_text()
     assert "07_calibration_policy_reliability" in {Path(f).stem for f in m["figures"]}
+    bench = json.loads((smoke_report.parent / "benchmarks" / "bench.json").read_text())
+    eager = next(r for r in bench["inference"] if r["model"] == "resnet50" and r["variant"] == "eager")
+    r50 = (smoke_report / m["cards"]["ResNet-50"]["model"]).read_text().split("## Deployment cost")[1]
+    assert f"| resnet50 | 224 | none | eager fp32 | {eager['batch1_ms']:.1f} |" in r50
 
 
 def _run_of(report: Path, name: str) -> str:
@@ -230,6 +238,13 @@ def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_repor
     chosen = max(r50, key=lambda k: r50[k]["best"]["score"])
     assert rows["ResNet-50"]["test macro-F1"] == pytest.approx(r50[chosen]["macro_f1"], abs=1e-4)
     assert rows["ResNet-50"]["val macro-F1"] == pytest.approx(r50[chosen]["best"]["score"], abs=1e-4)
+    bench = json.loads((smoke_report.parent / "benchmarks" / "bench.json").read_text())
+    assert m["bench"]["source"].startswith("`nsfw-lab bench --quick` on " + bench["machine"]["cpu"])
+    served = {r["variant"]: r for r in m["bench"]["rows"] if r["architecture"] == "resnet50"}
+    measured = {r["variant"]: r for r in bench["inference"] if r["model"] == "resnet50"}
+    assert served["ONNX Runtime"]["batch-1 ms"] == measured["onnxruntime"]["batch1_ms"]
+    assert served["ONNX Runtime int8"]["kept"] == measured["int8"]["kept"]
+    assert {r["architecture"] for r in m["bench"]["rows"]} == {"resnet50"}  # the quick bench measures only it
     findings = m["findings"]
     assert [f["notebook"] for f in findings] == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     assert not [f for f in findings if f["finding"].startswith("not ")], findings

@@ -358,5 +358,6 @@ def test_top_level_api() -> None:
     from nsfw_lab import predict, prepare  # names shared with submodules: the functions, not the modules
 
     assert inspect.isfunction(predict) and inspect.isfunction(prepare)
-    for name in ("build_model", "freeze", "fit", "make_config", "evaluate_run", "predict", "load_run", "TrainConfig"):
+    for name in ("build_model", "freeze", "fit", "make_config", "evaluate_run", "predict", "load_run", "TrainConfig",
+                 "export_run", "run_bench"):  # fmt: skip
         assert callable(getattr(nsfw_lab, name))

@@ -121,3 +121,23 @@ def comparison_row(name: str, run: Path) -> dict[str, Any]:
         "train images/s": round(sum(speeds) / len(speeds), 1) if speeds else None,
         "CPU latency ms (batch 1)": round(latency, 2),
     }
+
+
+def bench_latency(bench: dict[str, Any] | None, architectures: list[str]) -> list[dict[str, Any]]:
+    """The ``nsfw-lab bench`` inference rows of these architectures, as display rows (empty without a bench)."""
+    from nsfw_lab.bench.report import VARIANT_NAMES, latency_rows
+
+    out = []
+    for arch in dict.fromkeys(architectures):
+        for r in latency_rows(bench, arch):
+            out.append({
+                "architecture": arch,
+                "variant": VARIANT_NAMES[r["variant"]],
+                "bench px": r["input_px"],
+                "batch-1 ms": r.get("batch1_ms") if r["kept"] else None,
+                "batch-32 img/s": r.get("batch32_images_per_s") if r["kept"] else None,
+                "peak MiB": r.get("peak_mib") if r["kept"] else None,
+                "top-1 agreement": r["agreement"],
+                "kept": r["kept"],
+            })  # fmt: skip
+    return out

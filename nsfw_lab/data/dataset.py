@@ -88,27 +88,35 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def loader_workers(requested: int | None = None) -> int:
-    """``requested``, else ``NSFW_LAB_WORKERS``, else this process's share of the cores (torchrun's
-    ``LOCAL_WORLD_SIZE`` processes share the machine) less one for the main process, at most 8."""
+    """``requested``, else ``NSFW_LAB_WORKERS``, else this process's share of the cores less one for the main
+    process, at most 8. The share: the CPUs this process may use, divided among torchrun's ``LOCAL_WORLD_SIZE``
+    processes unless each was already bound to its own CPUs (fewer allowed than the machine has)."""
     if requested is not None:
         return requested
     if "NSFW_LAB_WORKERS" in os.environ:
         return int(os.environ["NSFW_LAB_WORKERS"])
-    share = default_workers() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    mine = default_workers()
+    bound = mine < (os.cpu_count() or mine)
+    share = mine if bound else mine // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     return min(8, max(0, share - 1))
 
 
+CUDA_BATCHES_IN_FLIGHT = 16  # what the workers keep ready for a GPU, whatever their number
+
+
 def loader_options(workers: int | None, device: str) -> dict[str, Any]:
-    """DataLoader settings sized from the machine: workers (:func:`loader_workers`), kept alive across
-    epochs; pinned memory on CUDA; batches prefetched per worker: 4 on CUDA (keep the GPU fed), 2 on the
-    CPU (workers share the cores with the model, a deeper queue only holds memory)."""
+    """DataLoader settings sized from the machine: workers (:func:`loader_workers`), kept alive across epochs;
+    on CUDA pinned memory and about 16 batches in flight (``prefetch_factor`` = 16 / workers, 2..8), so that a
+    few workers still buffer a GPU's pauses; on the CPU 2 per worker (the workers share the cores with the
+    model: a deeper queue only holds memory)."""
     n = loader_workers(workers)
     cuda = device.startswith("cuda")
+    prefetch = min(8, max(2, -(-CUDA_BATCHES_IN_FLIGHT // max(1, n)))) if cuda else 2
     return {
         "num_workers": n,
         "pin_memory": cuda,
         "persistent_workers": n > 0,
-        "prefetch_factor": (4 if cuda else 2) if n > 0 else None,
+        "prefetch_factor": prefetch if n > 0 else None,
     }
 
 

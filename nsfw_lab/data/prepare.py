@@ -44,6 +44,13 @@ def source_fingerprint(src: Path) -> str:
     return h.hexdigest()
 
 
+def ensure_proxy(raw: Path, cfg: SynthConfig, progress: bool = True) -> Path:
+    """Generate the proxy ``cfg`` into ``raw`` unless ``raw`` already holds exactly that; returns ``raw``."""
+    if not _same(raw / "synth_config.json", asdict(cfg)):
+        generate(raw, cfg, overwrite=raw.exists(), progress=progress)
+    return raw
+
+
 def ensure_curated(src: Path, out: Path, cfg: CurateConfig, progress: bool = True) -> dict:
     """Curate ``src`` into ``out`` unless ``out`` already holds a curation of the same files with ``cfg``.
 
@@ -67,8 +74,7 @@ def prepare(
     if data is None:
         raw = config.proxy_raw_dir(profile)
         scfg = SynthConfig(per_class=profile.per_class, size=profile.proxy_px, seed=seed)
-        if not _same(raw / "synth_config.json", asdict(scfg)):
-            generate(raw, scfg, overwrite=raw.exists(), progress=progress)
+        ensure_proxy(raw, scfg, progress)
         out = config.proxy_curated_dir(profile)
         report = ensure_curated(raw, out, ccfg, progress)
     else:
@@ -93,8 +99,7 @@ def prepare_shortcut(
     raw = config.RAW_DIR / f"proxy-{profile.name}-shortcut"
     twin = config.RAW_DIR / f"proxy-{profile.name}-shortcut-twin"
     for folder, scfg in ((raw, base), (twin, replace(base, draw_watermarks=False))):
-        if not _same(folder / "synth_config.json", asdict(scfg)):
-            generate(folder, scfg, overwrite=folder.exists(), progress=progress)
+        ensure_proxy(folder, scfg, progress)
     out = config.PROCESSED_DIR / f"proxy-{profile.name}-shortcut"
     ensure_curated(raw, out, CurateConfig(seed=seed, short_side=profile.short_side), progress)
     return out, twin

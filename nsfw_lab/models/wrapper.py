@@ -55,13 +55,16 @@ class NsfwModel(nn.Module):
         self.net = net
         self.spec = spec
         self.frozen_stages = 0
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
+        mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.register_buffer("mean_255", mean * 255, persistent=False)  # for uint8 input: one subtract and
+        self.register_buffer("inv_std_255", 1 / (std * 255), persistent=False)  # one multiply, in place
 
     def normalize(self, x: Tensor) -> Tensor:
         """uint8 or [0, 1] images -> normalised float input of the network."""
         if x.dtype == torch.uint8:
-            x = x.float().div_(255)
+            return x.float().sub_(self.mean_255).mul_(self.inv_std_255)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, x: Tensor) -> Any:

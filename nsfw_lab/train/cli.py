@@ -81,7 +81,11 @@ def add_parser(sub: Any) -> None:
     opt("--decode", "cache decoding: TorchCodec or Pillow in the workers, or gpu (nvJPEG, CUDA)", choices=DECODE)
     opt("--compile", "torch.compile the model (pays on long GPU runs; first steps compile)", action="store_true")
     opt("--sync-bn", "SyncBatchNorm across GPUs", action="store_true")
-    opt("--workers", "DataLoader workers (default: cores - 1, max 8; env NSFW_LAB_WORKERS)", type=int)
+    opt(
+        "--workers",
+        "DataLoader workers (default: this process's share of the cores - 1, max 8; env NSFW_LAB_WORKERS)",
+        type=int,
+    )
     opt("--save-every", "also write last.pt every N optimiser steps (0 = epoch ends only)", type=int)
     opt("--resume", "continue the run in --out from last.pt (a folder without one starts the run)", action="store_true")
     t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

@@ -28,9 +28,10 @@ AMP = ("auto", "bf16", "fp16", "off")
 SELECT = ("macro_f1", "accuracy")
 # Fields that may differ when resuming (they do not change the numbers).
 # ``data`` and ``out`` may be spelled differently (relative/absolute); the data is checked by its manifest hash.
-# ``compile`` changes only the rounding of fused kernels, so a run may be resumed with or without it.
-RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out", "compile"})
-DECODE = ("torchcodec", "pil", "gpu")  # nsfw_lab.data.decode.DECODERS (kept importable without torch)
+# (``compile`` is not among them: compiled kernels round differently and draw dropout masks from another stream.)
+RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out"})
+DECODE = ("torchcodec", "pil", "gpu")  # == nsfw_lab.data.decode.DECODERS (this module stays importable without torch)
+SAME_PIXELS = frozenset({"torchcodec", "pil"})  # decoders giving identical pixels: switching them keeps a resume exact
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,8 @@ def resolve(c: TrainConfig, world_size: int, cuda: bool) -> dict[str, Any]:
 def resume_diff(saved: TrainConfig, now: TrainConfig) -> list[str]:
     """Names of fields that differ in a way that would change the run."""
     a, b = saved.to_dict(), now.to_dict()
-    return [k for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]
+    same = lambda k: a[k] == b[k] or (k == "decode" and {a[k], b[k]} <= SAME_PIXELS)  # noqa: E731
+    return [k for k in a if k not in RESUMABLE_CHANGES and not same(k)]
 
 
 def with_overrides(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:

@@ -8,6 +8,7 @@ and augments (:mod:`nsfw_lab.train.device_decode`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -16,7 +17,7 @@ from nsfw_lab.data.augment import augmentations
 from nsfw_lab.data.dataset import CuratedImageDataset, loader_options, make_loader
 from nsfw_lab.data.transforms import eval_transform, train_transform
 from nsfw_lab.train.config import TrainConfig
-from nsfw_lab.train.device_decode import EncodedDataset, collate_encoded
+from nsfw_lab.train.device_decode import DeviceDecoder, EncodedDataset, collate_encoded
 from nsfw_lab.train.distributed import Dist
 from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
 
@@ -32,17 +33,36 @@ def train_val_datasets(
     return train, CuratedImageDataset(data, "val", eval_transform(size, normalize=False), decoder=base.decoder)
 
 
+def loader_over(
+    ds: SeededDataset | EncodedDataset,
+    sampler: ResumableBatchSampler,
+    workers: int | None,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader of ``sampler``'s batches with :func:`loader_options`; encoded batches (``--decode gpu``) are
+    collated into one buffer and not pinned (the decoder reads them from host memory)."""
+    opts = loader_options(workers, device.type)
+    encoded = isinstance(ds, EncodedDataset)
+    if encoded:
+        opts["pin_memory"] = False
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=collate_encoded if encoded else None,
+                      generator=generator, **opts)  # fmt: skip
+
+
+def batch_preparer(ds: SeededDataset | EncodedDataset, device: torch.device, channels_last: bool) -> Any:
+    """For ``--decode gpu``: what turns a loader batch into device tensors (:class:`DeviceDecoder`); else None."""
+    if not isinstance(ds, EncodedDataset):
+        return None
+    return DeviceDecoder(ds.transform, device, channels_last, ds.base.paths)
+
+
 def make_train_loader(ds: SeededDataset | EncodedDataset, c: TrainConfig, d: Dist, device: torch.device) -> DataLoader:
     """Resumable, distributed batches; see :mod:`nsfw_lab.train.sampler`."""
     g = torch.Generator()
     g.manual_seed(c.seed)
-    return DataLoader(
-        ds,
-        batch_sampler=ResumableBatchSampler(len(ds), c.batch_size, c.seed, d.rank, d.world_size),
-        collate_fn=collate_encoded if isinstance(ds, EncodedDataset) else None,
-        generator=g,
-        **loader_options(c.workers, device.type),
-    )
+    sampler = ResumableBatchSampler(len(ds), c.batch_size, c.seed, d.rank, d.world_size)
+    return loader_over(ds, sampler, c.workers, device, g)
 
 
 def make_val_loader(ds: CuratedImageDataset, c: TrainConfig, d: Dist, device: torch.device) -> DataLoader:

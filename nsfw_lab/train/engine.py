@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -31,8 +32,7 @@ from nsfw_lab.models import NsfwModel, build_model, freeze, model_from_spec
 from nsfw_lab.train import checkpoint as ckpt
 from nsfw_lab.train import distributed as dist
 from nsfw_lab.train.config import TrainConfig, resolve, resume_diff, stages, validate
-from nsfw_lab.train.data import make_train_loader, make_val_loader, train_val_datasets
-from nsfw_lab.train.device_decode import DeviceDecoder, EncodedDataset
+from nsfw_lab.train.data import batch_preparer, make_train_loader, make_val_loader, train_val_datasets
 from nsfw_lab.train.loop import Running, Step, epoch_summary, train_epoch
 from nsfw_lab.train.loop import validate as run_validation
 from nsfw_lab.train.optim import make_optimizer, make_scheduler
@@ -115,6 +115,8 @@ def fit(c: TrainConfig) -> RunResult:
         raise NsfwLabError("--amp fp16 needs CUDA (on the CPU use --amp bf16 or off)")
     if c.decode == "gpu" and device.type != "cuda":
         raise NsfwLabError("--decode gpu needs CUDA (on the CPU use --decode torchcodec or pil)")
+    if c.compile and device.type == "cpu" and not any(shutil.which(cc) for cc in ("c++", "g++", "clang++", "cc")):
+        raise NsfwLabError("--compile on the CPU needs a C++ compiler (none on PATH); install one or drop --compile")
     run, data = Path(c.out).resolve(), Path(c.data).resolve()
     classes, _ = read_curated(data)
     dist.init(d, device)
@@ -190,8 +192,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
         if r["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
-        if c.compile:  # in place: parameter names and checkpoints stay those of the plain model
-            self.model.compile()
+        # --compile: the training net is compiled per stage after DDP wraps it (so DDP's optimiser can split the
+        # graph at its gradient buckets), validation runs a compiled view; checkpoints keep the plain model's names.
+        self.eval_net: nn.Module = torch.compile(self.model) if c.compile else self.model
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r["amp"])
         self.plan = stages(c, r["lr"])
         self.pos = {"stage": 0, "epoch": 0, "step": 0, "global_step": 0, "since_best": 0}
@@ -208,11 +211,7 @@ class Trainer:
         self.train_loader = make_train_loader(train_ds, c, d, self.device)
         self.val_loader = make_val_loader(val_ds, c, d, self.device)
         self.sampler = self.train_loader.batch_sampler
-        self.prepare = (
-            DeviceDecoder(train_ds.transform, self.device, self.r["channels_last"])
-            if isinstance(train_ds, EncodedDataset)
-            else None
-        )
+        self.prepare = batch_preparer(train_ds, self.device, self.r["channels_last"])
         if self.sampler.batches_per_epoch == 0:
             raise NsfwLabError(
                 f"{data}: {len(train_ds)} training images, fewer than one batch of "
@@ -286,6 +285,8 @@ class Trainer:
             if c.sync_bn:
                 net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             net = DDP(net, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if c.compile:
+            net = torch.compile(net)
         opt = make_optimizer(self.model, c, st.lr)
         sched = make_scheduler(opt, c, self.spe, st.epochs, c.max_steps)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.r["amp"] == "fp16")
@@ -347,7 +348,8 @@ class Trainer:
         _, seconds, images = train_epoch(
             net, self.train_loader, s, running, pos["step"], on_step, f"{st.name} {ep + 1}/{st.epochs}", show
         )
-        val = run_validation(self.model, self.val_loader, self.d, self.device, self.amp_dtype, self.r["channels_last"])
+        cl = self.r["channels_last"]
+        val = run_validation(self.eval_net, self.val_loader, self.d, self.device, self.amp_dtype, cl)
         rec = {
             "stage": si,
             "stage_name": st.name,

@@ -12,6 +12,7 @@ depend on worker count, process count or on where a run was interrupted — the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 
@@ -59,6 +60,20 @@ class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
         return self.batches_per_epoch - self.start
 
 
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run a block under ``seed``: the CPU generator (transform parameters are drawn there), and the generator of
+    ``device`` when it is a CUDA device (pixel noise drawn on it); both are restored afterwards. Seeding only
+    these is about 60x cheaper per image than ``torch.manual_seed``, which seeds every CUDA device."""
+    cuda = device is not None and device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 class SeededDataset(Dataset):
     """``base[i]`` passed through ``transform`` under the torch seed that comes with the index.
 
@@ -74,7 +89,6 @@ class SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         index, seed = item
         x, y = self.base[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             x = self.transform(x)
         return x, y, index
