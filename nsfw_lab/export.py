@@ -23,7 +23,7 @@ import torch
 
 from nsfw_lab import __version__
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from nsfw_lab.fsutil import atomic_write_json, read_json
 from nsfw_lab.runs import LoadedRun, load_run
 from nsfw_lab.train.engine import BEST, LAST
 
@@ -169,7 +169,7 @@ def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, che
     staged = path.with_name(f".{path.name}.check")
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
-        atomic_write_bytes(staged, data)
+        staged.write_bytes(data)  # a hidden name, checked before it is renamed into place (or removed)
         diff = max_prob_diff(model, load_exported(staged, fmt), images, PARITY_BATCHES)
         if not np.isfinite(diff) or diff > PARITY_TOLERANCE:
             raise NsfwLabError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchcodec.decoders import decode_image, decode_jpeg
@@ -25,7 +26,7 @@ DECODERS = ("torchcodec", "pil", "gpu")
 def read_encoded(path: Path) -> torch.Tensor:
     """The file's bytes as a 1-D uint8 tensor (one-line error naming the file)."""
     try:
-        return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+        return torch.from_numpy(np.fromfile(path, dtype=np.uint8))  # one read, no copy
     except OSError as exc:
         raise NsfwLabError(f"{path}: cannot read the cached image ({exc})") from None
 
