@@ -15,7 +15,7 @@ DATA ?=
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: help env study test bench lint lab lock clean distclean
+.PHONY: help env study test bench lint lab lock docs clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ lab: $(STAMP)  ## JupyterLab on notebooks/ with the nsfw-lab kernel
 
 lock: $(STAMP)  ## recompile requirements/lock.txt from pyproject.toml (needs the registry)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal --no-header --quiet -o $(LOCK)
+
+docs: $(STAMP)  ## regenerate docs/cli.md from the argument parser (a test checks it is current)
+	$(BIN)/python -c 'from nsfw_lab.cli import write_reference; print("wrote", write_reference())'
 
 clean:  ## remove generated data, reports and caches (keeps .venv)
 	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,16 +1,18 @@
 """nsfw_lab: a reproducible course and study for five-class NSFW image classifiers.
 
-The common entry points are importable from the top level (loaded on first use, so that
-``import nsfw_lab`` stays fast)::
+The package reads as the pipeline: ``data`` → ``models`` → ``train`` | ``evaluate`` → ``explain`` → ``bench`` →
+``cards``, with ``course`` (what the notebooks call) on top and ``config``, ``rundir`` (the run folder's
+files) and ``utils`` below everything (``docs/architecture.md``). The common entry points are importable
+from the top level (loaded on first use, so that ``import nsfw_lab`` stays fast)::
 
     from nsfw_lab import generate_proxy, curate, load_image, CuratedImageDataset, config
     from nsfw_lab import build_model, freeze, make_config, fit, evaluate_run, predict, load_run
-    from nsfw_lab import export_run, run_bench
+    from nsfw_lab import export_run, run_bench, RunDir
 """
 
 from __future__ import annotations
 
-from nsfw_lab._lazy import lazy_getattr
+from nsfw_lab.utils.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -36,13 +38,14 @@ _LAZY = {
     "TrainConfig": ("nsfw_lab.train", "TrainConfig"),
     "make_config": ("nsfw_lab.train", "make_config"),
     "fit": ("nsfw_lab.train", "fit"),
-    "load_run": ("nsfw_lab.runs", "load_run"),
-    "evaluate_run": ("nsfw_lab.evaluate", "evaluate_run"),
-    "classification_metrics": ("nsfw_lab.evaluate", "classification_metrics"),
-    "predict": ("nsfw_lab.inference", "predict"),
-    "export_run": ("nsfw_lab.export", "export_run"),
+    "load_run": ("nsfw_lab.evaluate.loading", "load_run"),
+    "evaluate_run": ("nsfw_lab.evaluate.scoring", "evaluate_run"),
+    "classification_metrics": ("nsfw_lab.evaluate.metrics", "classification_metrics"),
+    "predict": ("nsfw_lab.evaluate.predict", "predict"),
+    "export_run": ("nsfw_lab.evaluate.export", "export_run"),
     "run_bench": ("nsfw_lab.bench.run", "run_bench"),
     "NsfwLabError": ("nsfw_lab.errors", "NsfwLabError"),
+    "RunDir": ("nsfw_lab.rundir", "RunDir"),
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -1,21 +1,25 @@
 """``nsfw-lab cards``: a model card and a data card per run, written as Markdown from what the run recorded.
 
-Every figure in a card is read from a file (``config.json``, ``eval_test.json``, ``calibration.json``,
-``policy.json`` in the run; ``curation_report.json`` in its data; notebook 06's measured explanations when
-given; the latency table of ``nsfw-lab bench``, ``reports/benchmarks/bench.json``), and a missing file says
-so in the card instead of leaving a gap that reads as "fine".
+Every figure in a card is read from a file (the run folder's config, test evaluation, calibration and
+policy, :class:`nsfw_lab.rundir.RunDir`; ``curation_report.json`` in its data; notebook 06's measured
+explanations when given; the latency table of ``nsfw-lab bench``, ``reports/benchmarks/bench.json``), and a
+missing file says so in the card instead of leaving a gap that reads as "fine".
+
+The last step of the pipeline: it reads what evaluate, explain and bench wrote.
 """
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nsfw_lab import __version__
-from nsfw_lab.calibration import T_RANGE
-from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes, read_json
+from nsfw_lab import __version__, config
+from nsfw_lab.config import SPLITS
+from nsfw_lab.rundir import RunDir
+from nsfw_lab.utils.cli import Subparsers
+from nsfw_lab.utils.fsutil import atomic_write_bytes, read_json
 
 CONTENT_SAFETY = """\
 - This repository and its tests contain no real sexual imagery: the proxy is abstract renderings (rings,
@@ -72,6 +76,8 @@ def _metrics(ev: dict[str, Any] | None, run: Path) -> list[str]:
 
 
 def _calibration(cal: dict[str, Any] | None, run: Path) -> list[str]:
+    from nsfw_lab.evaluate.calibration import T_RANGE
+
     if not cal:
         return [_missing("calibration", f"nsfw-lab calibrate --run {run}")]
     t = cal["test"]
@@ -164,10 +170,8 @@ def model_card(
 ) -> str:
     """The Markdown model card of ``run_dir`` (see the module docstring for the sources; ``bench``: a loaded
     ``bench.json``)."""
-    run = Path(run_dir)
-    cfg = read_json(run / "config.json")
-    if cfg is None:
-        raise NsfwLabError(f"{run}: not a training run (no config.json)")
+    files = RunDir(run_dir)
+    run, cfg = files.path, files.read_config()
     m, tc = cfg["model"], cfg["config"]
     weights = "ImageNet" if m["weights"] != "none" else "random (trained from scratch)"
     lines = [
@@ -189,15 +193,15 @@ def model_card(
         "",
         "## Metrics",
         "",
-        *_metrics(read_json(run / "eval_test.json"), run),
+        *_metrics(read_json(files.evaluation("test")), run),
         "",
         "## Calibration",
         "",
-        *_calibration(read_json(run / "calibration.json"), run),
+        *_calibration(read_json(files.calibration), run),
         "",
         "## Moderation policy: operating points",
         "",
-        *_policy(read_json(run / "policy.json"), run),
+        *_policy(read_json(files.policy), run),
         "",
         "## Explanations and known failure modes",
         "",
@@ -219,10 +223,10 @@ def model_card(
 
 
 def data_card(curated: Path) -> str:
-    """The Markdown data card of a curated folder, from its ``curation_report.json``."""
-    rep = read_json(Path(curated) / "curation_report.json")
-    if rep is None:
-        raise NsfwLabError(f"{curated}: not a curated dataset (no curation_report.json)")
+    """The Markdown data card of a curated folder, from its curation report."""
+    from nsfw_lab.data.curate import read_report
+
+    rep = read_report(curated)
     src = Path(rep["source"])
     synth = read_json(src / "synth_config.json")
     if synth:
@@ -239,7 +243,7 @@ def data_card(curated: Path) -> str:
             "subreddit or site each URL was scraped from, so they are noisy."
         )
     leak = rep["leakage_check"]
-    split_totals = {s: sum(c.get(s, 0) for c in rep["counts"].values()) for s in ("train", "val", "test")}
+    split_totals = {s: sum(c.get(s, 0) for c in rep["counts"].values()) for s in SPLITS}
     lines = [
         f"# Data card: {Path(curated).name}",
         "",
@@ -286,10 +290,8 @@ def write_cards(
     ``bench``: a ``bench.json`` or its folder (default ``reports/benchmarks``)."""
     from nsfw_lab.bench.report import load as load_bench
 
-    run = Path(run_dir)
-    cfg = read_json(run / "config.json")
-    if cfg is None:
-        raise NsfwLabError(f"{run}: not a training run (no config.json)")
+    files = RunDir(run_dir)
+    run, cfg = files.path, files.read_config()
     folder = Path(out) / run.name
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"model": folder / "MODEL_CARD.md", "data": folder / "DATA_CARD.md"}
@@ -297,3 +299,19 @@ def write_cards(
     atomic_write_bytes(paths["model"], card.encode())
     atomic_write_bytes(paths["data"], data_card(Path(cfg["data"]["path"])).encode())
     return paths
+
+
+def _cards_command(a: argparse.Namespace) -> None:
+    out = Path(a.out) if a.out else config.REPORTS_DIR / "cards"
+    paths = write_cards(a.run, out, a.name or Path(a.run).name, bench=a.bench)
+    print(f"wrote {paths['model']} and {paths['data']}")
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``cards``."""
+    k = sub.add_parser("cards", help="write a run's model card and data card (Markdown)")
+    k.add_argument("--run", required=True, help="run folder")
+    k.add_argument("--out", help="folder for <run>/MODEL_CARD.md, DATA_CARD.md (default: reports/cards)")
+    k.add_argument("--name", help="the model's name in the card (default: the run folder's name)")
+    k.add_argument("--bench", help="`nsfw-lab bench` output (bench.json or its folder; default reports/benchmarks)")
+    k.set_defaults(func=_cards_command)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 CLASSES: tuple[str, ...] = ("drawings", "hentai", "neutral", "porn", "sexy")
 """The five classes of the nsfw_data_scraper taxonomy, in the (sorted) order used for label ids."""
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""The splits a curated dataset holds. Training reads train and val only; test is for the evaluate stage."""
 
 
 def _project_root() -> Path:
@@ -34,9 +36,23 @@ DATA_DIR: Path = Path(os.environ.get("NSFW_LAB_DATA", PROJECT_ROOT / "data")).ex
 RAW_DIR: Path = DATA_DIR / "raw"
 PROCESSED_DIR: Path = DATA_DIR / "processed"
 REPORTS_DIR: Path = Path(os.environ.get("NSFW_LAB_REPORTS", PROJECT_ROOT / "reports")).expanduser().resolve()
-FIGURES_DIR: Path = REPORTS_DIR / "figures"
 METRICS_DIR: Path = REPORTS_DIR / "metrics"
 NOTEBOOKS_DIR: Path = PROJECT_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Course:
+    """What each notebook trains on one profile; a notebook's parameters cell may override any of them."""
+
+    leakage_px: int  # 00: input of the leakage lesson's small CNN
+    leakage_batch: int  # 00: its batch size
+    residual_depths: tuple[int, ...]  # 01: blocks per network (plain and residual)
+    residual_epochs: int  # 01: epochs per network
+    baseline_epochs: int  # 02, and 06's shortcut runs: the hand-written CNN
+    finetune_epochs: int  # 03: stage-1 epochs of the ResNets (the refine stage comes on top)
+    inception_px: int  # 04: InceptionV3's input (299 as published; smaller ones drop the auxiliary head)
+    inception_epochs: int  # 04
+    ablation_model: str  # 05: the base model the augmentations are added to
 
 
 @dataclass(frozen=True)
@@ -47,18 +63,20 @@ class Profile:
     per_class: int  # proxy images per class
     proxy_px: int  # short side of generated proxy images
     short_side: int  # short side of the curated cache
-    image_size: int  # model input for small CPU models (the big models use their own size)
-    epochs: int
+    image_size: int  # input of the CNNs trained at the profile's reduced size: baseline, ResNets, ablation
+    epochs: int  # epochs of a run no notebook sets otherwise (00's leakage runs, 05's ablation runs)
     batch_size: int
     max_steps: int | None  # cap on optimiser steps per run of the large models (None = no cap)
     seeds: tuple[int, ...]  # seeds for repeated experiments (ablations)
     device: str  # "auto" picks CUDA when present
     weights: str  # "imagenet" when the weights can be had, else "none"
+    course: Course  # the notebooks' own sizes
 
     def to_dict(self) -> dict:
         """Plain-typed view (for JSON and papermill parameters)."""
         d = asdict(self)
         d["seeds"] = list(self.seeds)
+        d["course"]["residual_depths"] = list(self.course.residual_depths)
         return d
 
 
@@ -75,19 +93,41 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         device="cpu",
         weights="none",
+        course=Course(
+            leakage_px=56,
+            leakage_batch=16,
+            residual_depths=(2, 8),
+            residual_epochs=3,
+            baseline_epochs=6,  # enough to beat chance in CI
+            finetune_epochs=1,
+            inception_px=75,  # InceptionV3's minimum
+            inception_epochs=2,  # capped by max_steps
+            ablation_model="baseline",
+        ),
     ),
     "cpu": Profile(
         "cpu",
         per_class=200,
         proxy_px=128,
         short_side=128,
-        image_size=112,
+        image_size=64,  # reduced for 2 cores
         epochs=8,
         batch_size=32,
         max_steps=None,
         seeds=(0, 1, 2),
         device="auto",
         weights="none",
+        course=Course(
+            leakage_px=64,
+            leakage_batch=32,
+            residual_depths=(2, 8, 20, 40),
+            residual_epochs=30,
+            baseline_epochs=8,
+            finetune_epochs=3,
+            inception_px=96,
+            inception_epochs=4,
+            ablation_model="baseline",  # 21 runs must fit on 2 cores
+        ),
     ),
     "gpu": Profile(
         "gpu",
@@ -101,6 +141,17 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         device="auto",
         weights="imagenet",
+        course=Course(
+            leakage_px=64,
+            leakage_batch=32,
+            residual_depths=(2, 8, 20, 40),
+            residual_epochs=30,
+            baseline_epochs=30,
+            finetune_epochs=30,
+            inception_px=299,
+            inception_epochs=30,
+            ablation_model="resnet50",
+        ),
     ),
 }
 DEFAULT_PROFILE = "cpu"

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nsfw_lab.calibration import ece, fit_temperature, load_temperature, nll, probabilities, reliability
 from nsfw_lab.cards import data_card, model_card, write_cards
 from nsfw_lab.cli import main
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.inference import predict
-from nsfw_lab.moderation import (
+from nsfw_lab.evaluate.calibration import ece, fit_temperature, load_calibration, nll, probabilities, reliability
+from nsfw_lab.evaluate.policy import (
+    UNFITTED,
     Policy,
+    Thresholds,
     choose_thresholds,
     decide,
     load_fitted,
@@ -24,6 +25,7 @@ from nsfw_lab.moderation import (
     operating_point,
     threshold_for_recall,
 )
+from nsfw_lab.evaluate.predict import predict
 
 CLASSES = ["drawings", "hentai", "neutral", "porn", "sexy"]
 
@@ -77,10 +79,10 @@ def test_thresholds_meet_the_target_recall_on_val_by_construction(seed: int) -> 
         op["block_recall"] + sum(op["by_class"][c]["review"] for c in policy.block) / max(1, sum(np.isin(y, [1, 3])))
         >= policy.review_recall - 1e-9
     )
-    assert t["t_review"] <= t["t_block"]
+    assert t.t_review <= t.t_block
     # the highest such threshold: nudging it up loses recall below the target
     pos = probs[np.isin(y, [1, 3])][:, [1, 3]].sum(1)
-    assert np.mean(pos >= np.nextafter(t["t_block"], 1)) < policy.target_recall
+    assert np.mean(pos >= np.nextafter(t.t_block, 1)) < policy.target_recall
 
 
 def test_threshold_for_recall_edge_cases() -> None:
@@ -100,7 +102,7 @@ def test_decisions_follow_the_policy() -> None:
             [0.7, 0.0, 0.25, 0.05, 0.0],  # 0.05, top class drawings -> allow
         ]
     )
-    dec = decide(probs, CLASSES, Policy(), {"t_block": 0.5, "t_review": 0.25})
+    dec = decide(probs, CLASSES, Policy(), Thresholds(t_block=0.5, t_review=0.25))
     assert dec.tolist() == ["block", "review", "review", "allow"]
     op = operating_point(dec, np.array([3, 1, 4, 0]), CLASSES, Policy(), n_boot=20)
     assert op["block_recall"] == 0.5 and op["block_precision"] == 1.0 and op["false_positive_rate"] == 0.0
@@ -148,13 +150,14 @@ def calibrated_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_calibrate_cli_writes_temperature_and_policy(calibrated_run: Path) -> None:
     cal = json.loads((calibrated_run / "calibration.json").read_text())
-    assert cal["fitted_on"] == "val" and load_temperature(calibrated_run) == cal["temperature"]
+    assert cal["fitted_on"] == "val" and load_calibration(calibrated_run)["temperature"] == cal["temperature"]
     assert cal["val"]["nll_after"] <= cal["val"]["nll_before"] + 1e-9  # fitted to minimise val NLL
     pol = json.loads((calibrated_run / "policy.json").read_text())
     assert pol["val"]["block_recall"] >= pol["policy"]["target_recall"]
     assert pol["test"]["n"] == cal["test"]["n"] and set(pol["test"]["by_class"]) == set(CLASSES)
-    policy, thresholds = load_fitted(calibrated_run)
-    assert policy == Policy() and thresholds == pol["thresholds"]
+    fitted = load_fitted(calibrated_run)
+    assert fitted.policy == Policy() and fitted.thresholds.to_dict() == pol["thresholds"]
+    assert fitted.temperature == cal["temperature"]
 
 
 def test_predict_applies_the_temperature_and_the_fitted_policy(
@@ -162,8 +165,9 @@ def test_predict_applies_the_temperature_and_the_fitted_policy(
 ) -> None:
     files = sorted((small_curated / "test").rglob("*.jpg"))[:6]
     raw, cal = predict(tiny_run, files, device="cpu"), predict(calibrated_run, files, device="cpu")
-    t = load_temperature(calibrated_run)
-    policy, th = load_fitted(calibrated_run)
+    t = load_calibration(calibrated_run)["temperature"]
+    fitted = load_fitted(calibrated_run)
+    policy, th = fitted.policy, fitted.thresholds
     for a, b in zip(raw, cal, strict=True):
         p = np.array([a[f"prob_{c}"] for c in CLASSES])
         expected = probabilities(np.log(np.clip(p, 1e-12, 1))[None], t)[0]
@@ -182,13 +186,15 @@ def test_predict_applies_the_temperature_and_the_fitted_policy(
 def test_calibration_is_not_applied_to_the_other_checkpoint_and_mismatches_fail(
     calibrated_run: Path, tmp_path: Path
 ) -> None:
-    from nsfw_lab.inference import decision_rule
-    from nsfw_lab.runs import load_run
+    from nsfw_lab.evaluate.loading import load_run
+    from nsfw_lab.evaluate.predict import decision_rule
 
-    t, _, th, note = decision_rule(load_run(calibrated_run, "best", "cpu"))
-    assert t == load_temperature(calibrated_run) and th == load_fitted(calibrated_run)[1]
-    t, _, th, note = decision_rule(load_run(calibrated_run, "last", "cpu"))
-    assert t == 1.0 and th == {"t_block": 0.5, "t_review": 0.5} and "not applied to last" in note
+    rule = decision_rule(load_run(calibrated_run, "best", "cpu"))
+    assert rule.temperature == load_calibration(calibrated_run)["temperature"]
+    assert rule.thresholds == load_fitted(calibrated_run).thresholds
+    rule = decision_rule(load_run(calibrated_run, "last", "cpu"))
+    assert rule.temperature == 1.0 and rule.thresholds == UNFITTED == Thresholds(0.5, 0.5)
+    assert "not applied to last" in rule.note
     run = tmp_path / "run"
     shutil.copytree(calibrated_run, run)
     pol = json.loads((run / "policy.json").read_text())

@@ -120,3 +120,42 @@ def test_prepare_recurates_when_the_source_changes(tmp_path: Path) -> None:
     Image.fromarray(arr).resize((64, 64)).save(src / "x" / "new.png")
     r = run("prepare", "--profile", "smoke", "--data", str(src), env=env)
     assert r.returncode == 0 and json.loads(report.read_text())["kept"] == 25
+
+
+def test_the_cli_reference_is_generated_from_the_parser_and_current() -> None:
+    from nsfw_lab.cli import REFERENCE, build_parser, reference_markdown
+
+    text = reference_markdown()
+    assert REFERENCE.read_text() == text, "docs/cli.md is stale: run `make docs` and commit it"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():  # every command and every one of its flags is in the reference
+        section = text.split(f"## nsfw-lab {name}\n", 1)[1].split("\n## ", 1)[0]
+        for action in parser._actions:
+            for flag in action.option_strings:
+                assert flag in ("-h", "--help") or f"`{flag}`" in section, (name, flag)
+    assert str(config.PROJECT_ROOT) not in text  # nothing machine-specific
+
+
+def test_every_stage_registers_its_own_commands() -> None:
+    """One CLI rule: each stage's ``add_parser`` adds its commands; the top-level parser only orders them."""
+    import argparse
+
+    from nsfw_lab import cards
+    from nsfw_lab.bench import cli as bench
+    from nsfw_lab.course import cli as course
+    from nsfw_lab.data import cli as data
+    from nsfw_lab.evaluate import cli as evaluate
+    from nsfw_lab.train import cli as train
+
+    owners = {}
+    for stage in (data, train, evaluate, cards, bench, course):
+        sub = argparse.ArgumentParser().add_subparsers()
+        stage.add_parser(sub)
+        owners.update(dict.fromkeys(sub.choices, stage.__name__))
+    assert owners == {
+        "synth": "nsfw_lab.data.cli", "curate": "nsfw_lab.data.cli", "download": "nsfw_lab.data.cli",
+        "prepare": "nsfw_lab.data.cli", "check": "nsfw_lab.data.cli", "train": "nsfw_lab.train.cli",
+        "evaluate": "nsfw_lab.evaluate.cli", "predict": "nsfw_lab.evaluate.cli", "export": "nsfw_lab.evaluate.cli",
+        "calibrate": "nsfw_lab.evaluate.cli", "cards": "nsfw_lab.cards", "bench": "nsfw_lab.bench.cli",
+        "study": "nsfw_lab.course.cli",
+    }  # fmt: skip

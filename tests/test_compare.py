@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from nsfw_lab.course.compare import best_on_val, candidates, comparison_row, offer, paired_difference
+from nsfw_lab.course.compare import best_on_val, candidates, offer, paired_difference, run_row
 from nsfw_lab.course.findings import study_findings
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.evaluate import evaluate_run
+from nsfw_lab.evaluate.loading import load_run
+from nsfw_lab.evaluate.scoring import evaluate_run
 from nsfw_lab.models import count_parameters
-from nsfw_lab.runs import load_run
 from nsfw_lab.train import fit
 
 
@@ -49,7 +49,7 @@ def test_comparison_row_reads_the_run_and_measures_it(small_curated: Path, tmp_p
     run = tmp_path / "run"
     fit(tiny_config(small_curated, run, max_steps=3))
     test = evaluate_run(run, "test", n_boot=50, progress=False)
-    row = comparison_row("tiny", run)
+    row = run_row("tiny", run)
     assert row["test accuracy"] == round(test["accuracy"], 4) and row["macro-F1 95% CI"] == [
         round(v, 3) for v in test["macro_f1_ci95"]
     ]

@@ -67,7 +67,7 @@ def test_runner_collects_failures_and_builds_the_report(tmp_path: Path) -> None:
     assert len(injected) == 1 and str(out.resolve()) in injected[0].source
     index = (out / "index.html").read_text()
     assert "FAILED (cell 3)" in index and 'href="html/00_ok.html"' in index and "00_ok_line.png" in index
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "study.json").read_text())
     assert [n["ok"] for n in summary["notebooks"]] == [True, False, False, True]
 
 
@@ -99,6 +99,9 @@ def test_hygiene_rules_catch_each_problem(tmp_path: Path) -> None:
     nb.cells[2].metadata["tags"] = ["parameters"]
     nbformat.write(nb, two)
     assert problems(two) == ["2 cells tagged parameters (need exactly 1)"]
+    switch = _notebook(tmp_path / "switch.ipynb", PARAMS, 'SIZE = {"cpu": 64}.get(PROFILE, 112)')
+    assert problems(switch) == ["cell 2 picks a value by profile name: give the profile that knob (nsfw_lab.config)"]
+    assert problems(_notebook(tmp_path / "switch2.ipynb", PARAMS, 'x = 3 if PROFILE == "smoke" else 30')) != []
     eq = PARAMS + "SIZE: int = 64  # input px; None = the profile's\n"  # a second '=' hides SIZE from papermill
     assert problems(_notebook(tmp_path / "eq.ipynb", eq)) == [
         "parameter SIZE: papermill cannot read this line (one '=' per line, none in the comment)"
@@ -118,6 +121,6 @@ def test_only_keeps_the_other_notebooks_in_the_index(tmp_path: Path) -> None:
     out = tmp_path / "report"
     run_study("smoke", out=out, folder=nbs, echo=False)
     run_study("smoke", out=out, folder=nbs, only=["01"], echo=False)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "study.json").read_text())
     assert [n["notebook"] for n in summary["notebooks"]] == ["00_a", "01_b"]
     assert 'href="html/00_a.html"' in (out / "index.html").read_text()

@@ -24,7 +24,7 @@ from nsfw_lab.data.hashing import hamming, phash_hex
 from nsfw_lab.data.synth import SynthConfig, generate
 from nsfw_lab.data.synth.generate import placeholder_image
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import read_csv
+from nsfw_lab.utils.fsutil import read_csv
 
 
 def digest(root: Path) -> dict[str, str]:

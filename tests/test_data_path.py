@@ -172,7 +172,7 @@ def test_compile_runs_the_same_function(small_curated: Path, tmp_path: Path, tin
     from torch._dynamo.utils import counters
 
     from nsfw_lab.data.transforms import eval_transform
-    from nsfw_lab.runs import load_run
+    from nsfw_lab.evaluate.loading import load_run
     from nsfw_lab.train import fit
 
     counters.clear()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nsfw_lab.data.dataset import CuratedImageDataset, class_weights, make_loader, read_curated
-from nsfw_lab.data.transforms import denormalize, eval_transform, train_transform
+from nsfw_lab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from nsfw_lab.errors import NsfwLabError
 
 
@@ -22,6 +22,11 @@ def test_splits_cover_the_manifest_with_shared_labels(default_curated: Path) -> 
     assert img.dtype == torch.uint8 and img.shape[0] == 3
     assert min(img.shape[1:]) == min(96, int(row["width"]), int(row["height"]))
     assert classes[label] == sets["val"].rows[0]["class"]
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Undo the eval transform's normalisation (back to [0, 1])."""
+    return (x * torch.tensor(IMAGENET_STD).view(-1, 1, 1) + torch.tensor(IMAGENET_MEAN).view(-1, 1, 1)).clamp(0, 1)
 
 
 def test_transforms_give_model_sized_normalised_tensors(default_curated: Path) -> None:

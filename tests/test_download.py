@@ -317,7 +317,7 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
 def test_curate_uses_the_download_groups(tmp_path: Path) -> None:
     """Galleries found in the URLs reach curation: every gallery lands whole in one split."""
     from nsfw_lab.data.curate import CurateConfig, curate
-    from nsfw_lab.fsutil import read_csv
+    from nsfw_lab.utils.fsutil import read_csv
 
     with SimHost() as h:
         urls: dict[str, list[str]] = {}

@@ -100,7 +100,9 @@ def test_interrupted_download_resumes_to_the_same_result(tmp_path: Path, sig: si
         raw = write_lists(tmp_path / "raw", urls)
         out = tmp_path / "out"
         args = [str(BIN), "download", str(raw), str(out), *LOCAL, "--yes", "--workers", "4"]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # SIGINT back to its default: a shell's background job (`make test &`) starts with it ignored
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         _wait_rows(out, 4, proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)

@@ -18,9 +18,9 @@ from nsfw_lab.cli import main
 from nsfw_lab.data.dataset import CuratedImageDataset
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.export import export_run, load_exported_run
-from nsfw_lab.inference import predict
-from nsfw_lab.runs import load_run
+from nsfw_lab.evaluate.export import export_run, load_exported_run
+from nsfw_lab.evaluate.loading import load_run
+from nsfw_lab.evaluate.predict import predict
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_torchscript_export_matches_eager(resnet_run: Path, tmp_path: Path) -> N
 
 
 def test_an_export_above_the_tolerance_is_not_written(run_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nsfw_lab.export as ex
+    import nsfw_lab.evaluate.export as ex
 
     monkeypatch.setattr(ex, "PARITY_TOLERANCE", -1.0)  # every export now "differs"
     with pytest.raises(NsfwLabError, match="differs from the eager model"):

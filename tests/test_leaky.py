@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from nsfw_lab.course.leakage_lesson import group_leakage, random_split_view
 from nsfw_lab.data.dataset import CuratedImageDataset, read_curated
-from nsfw_lab.data.leaky import group_leakage, random_split_view
 
 
 def test_random_view_keeps_images_and_sizes_but_leaks_groups(default_curated: Path, tmp_path: Path) -> None:
@@ -46,7 +46,8 @@ def test_confusion_and_error_plots(default_curated: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from nsfw_lab.course.plots import confusion, error_grid, top_errors
+    from nsfw_lab.course.plots import confusion, error_grid
+    from nsfw_lab.evaluate.metrics import mistakes
 
     fig = confusion([[3, 1], [0, 4]], ["a", "b"], "proxy (cpu): confusion")
     (ax, *_) = fig.axes
@@ -58,7 +59,7 @@ def test_confusion_and_error_plots(default_curated: Path) -> None:
         {"path": p, "label": "a", "prediction": "a", "prob_a": "0.9", "prob_b": "0.1"},
         {"path": p, "label": "b", "prediction": "a", "prob_a": "0.6", "prob_b": "0.4"},
     ]
-    errs = top_errors(preds, ["a", "b"], 5)
+    errs = mistakes(preds)[:5]
     assert [(e["label"], e["confidence"]) for e in errs] == [("a", 0.8), ("b", 0.6)]
     fig = error_grid(default_curated, errs, "errors", cols=3)
     assert sum(len(a.images) for a in fig.axes) == 2 and fig.axes[0].get_title().startswith("a → b")

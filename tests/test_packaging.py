@@ -130,6 +130,17 @@ def test_readme_gives_the_two_commands_first() -> None:
     assert text.index("make study") > first_code and text.index("make study") < first_code + 200
 
 
+def test_readme_is_short_and_every_local_link_resolves() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120, "reference material belongs in docs/"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *(ROOT / d / "README.md" for d in
+             ("data", "reports", "notebooks"))]  # fmt: skip
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: broken link {target}"
+
+
 def test_generated_data_is_ignored() -> None:
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "data/*" in ignore and "!data/README.md" in ignore and ".venv/" in ignore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nsfw_lab.theory.residual import Block, DeepNet, depth_study, final, gradient_norms, load_digits_split, sensitivity
+from nsfw_lab.course.residual import Block, DeepNet, depth_study, final, gradient_norms, load_digits_split, sensitivity
 
 
 def test_the_5_1_vs_5_argument_by_hand() -> None:

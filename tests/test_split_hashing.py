@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from nsfw_lab.data.hashing import UnionFind, hamming, near_duplicate_pairs
+from nsfw_lab.data.hashing import UnionFind, hamming, near_duplicate_nodes
 from nsfw_lab.data.split import group_stratified_split, max_proportion_gap, split_table
 
 
@@ -53,6 +53,18 @@ def test_zero_fractions_and_bad_fractions() -> None:
         group_stratified_split(labels, groups, 0.6, 0.5, seed=0)
 
 
+def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, int]]:
+    """All item pairs (i, j, distance), i < j, within ``threshold`` bits, expanded from the nodes curation works
+    with (quadratic in repeats: for small test sets)."""
+    node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, u in enumerate(node_of):
+        members[u].append(i)
+    pairs = [(a, b, 0) for ms in members.values() for k, a in enumerate(ms) for b in ms[k + 1 :]]
+    pairs += [(min(i, j), max(i, j), d) for u, v, d in node_pairs for i in members[u] for j in members[v]]
+    return sorted(pairs)
+
+
 @pytest.mark.parametrize("threshold", [0, 3, 8, 12])
 def test_near_pairs_match_brute_force(threshold: int) -> None:
     rng = random.Random(threshold)
@@ -80,8 +92,6 @@ def test_union_find_labels_are_smallest_members() -> None:
 
 def test_repeated_hashes_collapse_into_one_node() -> None:
     """Thousands of identical placeholder hashes must not produce millions of pairs."""
-    from nsfw_lab.data.hashing import near_duplicate_nodes
-
     hashes = ["8000000000000000"] * 20000 + ["8000000000000001", "7fffffffffffffff"]
     node_of, pairs = near_duplicate_nodes(hashes, 8)
     assert len(set(node_of[:20000])) == 1 and len(set(node_of)) == 3

@@ -20,7 +20,7 @@ from nsfw_lab.data.synth import CLASS_FACTORS, Difficulty, SynthConfig, generate
 from nsfw_lab.data.synth.generate import MANIFEST_COLUMNS, planted_count
 from nsfw_lab.data.synth.render import draw_watermark
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import read_csv
+from nsfw_lab.utils.fsutil import read_csv
 
 # regenerated when the shortcut badge moved inside the eval crop
 RECORDED_TINY_DIGEST = "cbda0a9d8351f7b02b41d5f791515f6a490bd10defab7f2ead67cd55d0e4612b"

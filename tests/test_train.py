@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nsfw_lab.cli import main
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.evaluate import evaluate_run
+from nsfw_lab.evaluate.scoring import evaluate_run
 from nsfw_lab.train import fit, make_config
 from nsfw_lab.train.config import resolve
 from nsfw_lab.train.loop import Running, Step, train_epoch
@@ -237,10 +237,10 @@ def test_gradient_accumulation_matches_the_big_batch() -> None:
 def test_effective_batch_and_linear_lr_scaling() -> None:
     c = make_config(data="d", out="o", batch_size=32, effective_batch=512, lr=0.1, lr_scale="linear")
     r = resolve(c, world_size=2, cuda=False)
-    assert r["accum"] == 8 and r["effective_batch"] == 512 and r["lr"] == pytest.approx(0.2)
-    assert r["amp"] == "off" and r["channels_last"] is False
+    assert r.accum == 8 and r.effective_batch == 512 and r.lr == pytest.approx(0.2)
+    assert r.amp == "off" and r.channels_last is False
     g = resolve(make_config(data="d", out="o"), world_size=1, cuda=True)
-    assert g["amp"] == "bf16" and g["channels_last"] is True
+    assert g.amp == "bf16" and g.channels_last is True
     art = make_config(data="d", out="o", preset="article")
     assert (art.model, art.recipe, art.effective_batch, art.lr_steps) == ("resnet101", "two-stage", 512, (20, 40, 80))
 

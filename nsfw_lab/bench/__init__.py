@@ -7,7 +7,7 @@
 - :mod:`~nsfw_lab.bench.report`: ``bench.json`` and ``bench.md``, and reading them back
 """
 
-from nsfw_lab._lazy import lazy_getattr
+from nsfw_lab.utils.lazy import lazy_getattr
 
 _WHERE = {"run_bench": "run", "BenchSettings": "run", "load": "report", "latency_rows": "report"}
 __all__ = list(_WHERE)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+
+from nsfw_lab.utils.cli import Subparsers
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     """Register ``bench`` on the CLI's sub-parsers."""
     from nsfw_lab.models.names import MODELS
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from nsfw_lab.bench.measure import PeakMemory
-from nsfw_lab.export import OnnxModel, load_exported, onnx_bytes, torchscript_bytes
+from nsfw_lab.bench.measure import PeakMemory, median_call_ms
+from nsfw_lab.evaluate.export import OnnxModel, load_exported, onnx_bytes, torchscript_bytes
 from nsfw_lab.models import NsfwModel, build_model, imagenet_file
 
 INT8_MIN_AGREEMENT = 0.99
@@ -128,14 +127,7 @@ def measure_variants(fns: dict[str, Callable], size: int, latency_turns: int, th
         times: dict[str, list[float]] = {v: [] for v in fns}
         for r in range(turns):
             for v in list(fns) if r % 2 == 0 else list(reversed(fns)):
-                for _ in range(untimed):
-                    fns[v](x)
-                calls = []
-                for _ in range(block):
-                    t0 = time.perf_counter()
-                    fns[v](x)
-                    calls.append(time.perf_counter() - t0)
-                times[v].append(statistics.median(calls))
+                times[v].append(median_call_ms(fns[v], x, block, warmup=untimed) / 1000)
         return times
 
     lat = in_turns(x1, latency_turns, LATENCY_BLOCK, 1)

@@ -29,6 +29,23 @@ def side_by_side(fns: dict[str, Callable[[], int]], repeats: int) -> dict[str, d
     return {k: {"median": statistics.median(v), "repeats": [round(r, 2) for r in v]} for k, v in rates.items()}
 
 
+@torch.inference_mode()
+def median_call_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, repeats: int = 20, warmup: int = 1) -> float:
+    """Median milliseconds of ``fn(x)`` over ``repeats`` timed calls after ``warmup`` untimed ones (CUDA work is
+    waited for when ``x`` is on a CUDA device). The one latency timer of the project."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda *_: None)
+    for _ in range(warmup):
+        fn(x)
+    sync(x.device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        sync(x.device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 def paired_ratio(rates: dict[str, dict[str, Any]], a: str, b: str) -> float:
     """Median over repeats of ``a``'s rate ÷ ``b``'s rate in the same repeat: a disturbance that hits one turn
     spoils one pair, not the whole comparison (each repeat measured both, one right after the other)."""
@@ -95,7 +112,7 @@ def _cpu_model() -> str:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on: CPU model, cores this process may use, memory, GPU if any."""
-    from nsfw_lab.parallel import default_workers
+    from nsfw_lab.utils.parallel import default_workers
 
     mem = None
     with contextlib.suppress(ValueError, OSError, AttributeError):  # not POSIX

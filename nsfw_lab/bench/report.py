@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nsfw_lab import config
-from nsfw_lab.fsutil import atomic_write_json, atomic_write_text, read_json
+from nsfw_lab.utils.fsutil import atomic_write_json, atomic_write_text, read_json
 
 JSON_NAME, MD_NAME = "bench.json", "bench.md"
 GOALS = {  # key: (comparison, goal, what it is)

@@ -17,8 +17,9 @@ from nsfw_lab.bench import data_speedup, gpu, inference, train_step
 from nsfw_lab.bench.measure import machine, versions
 from nsfw_lab.bench.report import GOALS, met, write
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.models.names import MODELS
 
-FULL_MODELS = ("baseline", "resnet18", "resnet50", "resnet101", "inception_v3")
+FULL_MODELS = MODELS  # the full bench covers every architecture
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def run_bench(
     and the two paths."""
     from nsfw_lab.bench.report import default_dir
     from nsfw_lab.data.dataset import CuratedImageDataset
-    from nsfw_lab.runs import load_run
+    from nsfw_lab.evaluate.loading import load_run
 
     s = BenchSettings.make(quick, models)
     work = work or config.DATA_DIR / "interim" / "bench"

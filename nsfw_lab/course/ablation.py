@@ -12,11 +12,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsfw_lab.data.augment import check_names
-from nsfw_lab.progress import tqdm
 from nsfw_lab.train import TrainConfig
+from nsfw_lab.utils.progress import tqdm
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BASE = "base"
 METRICS = ("test_accuracy", "test_macro_f1", "val_macro_f1")
@@ -74,9 +77,9 @@ def run_ablation(base: TrainConfig, names: Sequence[str], seeds: Sequence[int], 
                 "augmentation": aug,
                 "seed": seed,
                 "run": str(out),
-                "test_accuracy": r["test"]["accuracy"],
-                "test_macro_f1": r["test"]["macro_f1"],
-                "val_macro_f1": r["best"]["score"],
+                "test_accuracy": r.test["accuracy"],
+                "test_macro_f1": r.test["macro_f1"],
+                "val_macro_f1": r.best["score"],
             }
         )
     return rows
@@ -100,3 +103,24 @@ def summarise(rows: list[dict[str, Any]], metric: str = "test_macro_f1") -> list
             row |= {"delta": delta["mean"], "delta_ci95": delta["ci95"], "verdict": verdict(delta)}
         out.append(row)
     return out
+
+
+def summary_table(test: list[dict[str, Any]], val: list[dict[str, Any]]) -> pd.DataFrame:
+    """Notebook 05's table from :func:`summarise` on test and on val: mean test macro-F1 with its 95% CI, the
+    paired difference to the base with its CI, and the verdict on each split."""
+    import pandas as pd
+
+    def fmt(mean: float, ci: list[float] | None) -> str:
+        return f"{mean:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    rows = [
+        {
+            "augmentation": s["augmentation"],
+            "test macro-F1 (95% CI)": fmt(s["mean"], s["ci95"]),
+            "difference to base (95% CI)": fmt(s["delta"], s["delta_ci95"]) if "delta" in s else "",
+            "verdict (test)": s.get("verdict", ""),
+            "verdict (val)": v.get("verdict", ""),
+        }
+        for s, v in zip(test, val, strict=True)
+    ]
+    return pd.DataFrame(rows).set_index("augmentation")

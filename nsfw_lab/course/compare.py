@@ -2,20 +2,21 @@
 
 A model notebook *offers* its headline runs (:func:`offer`: a name and a run folder, stored in its metrics
 JSON). Later notebooks collect them (:func:`candidates`), pick the best on validation (:func:`best_on_val`:
-the test split never chooses a model) and tabulate them (:func:`comparison_row`): test accuracy and
-macro-F1 with their bootstrap intervals from the run's ``eval_test.json``, parameters, input size, training
-speed and CPU latency at batch 1 measured here on the same machine for every model.
+the test split never chooses a model) and tabulate them (:func:`run_row`, the one row format of every
+notebook): test accuracy and macro-F1 with their bootstrap intervals from the run's test evaluation,
+parameters, input size, training speed and CPU latency at batch 1 measured here on the same machine.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.rundir import RunDir
+from nsfw_lab.utils.fsutil import read_json
 
 KEY = "candidates"
 
@@ -30,24 +31,27 @@ def offer(report: Report, name: str, run_dir: Path) -> None:
 
 def candidates(report: Report, notebooks: Sequence[str]) -> dict[str, Path]:
     """``{name: run folder}`` offered by ``notebooks``, in their order; one-line errors when a notebook has not
-    run or a run is unfinished (no ``summary.json`` or ``eval_test.json``)."""
+    run or a run is unfinished (no summary or test evaluation yet)."""
     found: dict[str, Path] = {}
     for nb in notebooks:
         offered = report.read(nb).get(KEY)
         if not offered:
             raise NsfwLabError(f"notebook {nb} offered no runs; rerun it (nsfw-lab study --only {nb})")
         for name, rel in offered:
-            run = report.root / rel
-            for needed in ("summary.json", "eval_test.json"):
-                if not (run / needed).is_file():
-                    raise NsfwLabError(f"{run / needed}: missing; rerun notebook {nb} (nsfw-lab study --only {nb})")
-            found[name] = run
+            run = RunDir(report.root / rel)
+            for needed in (run.summary, run.evaluation("test")):
+                if not needed.is_file():
+                    raise NsfwLabError(f"{needed}: missing; rerun notebook {nb} (nsfw-lab study --only {nb})")
+            found[name] = run.path
     return found
 
 
 def val_score(run: Path) -> float:
-    """The best validation score of a finished run (its selection metric, from ``summary.json``)."""
-    return float(json.loads((run / "summary.json").read_text())["best"]["score"])
+    """The best validation score of a finished run (its selection metric, from its summary)."""
+    summary = read_json(RunDir(run).summary)
+    if summary is None:
+        raise NsfwLabError(f"{RunDir(run).summary}: missing; the run has not finished")
+    return float(summary["best"]["score"])
 
 
 def best_on_val(found: dict[str, Path]) -> str:
@@ -59,26 +63,20 @@ def best_on_val(found: dict[str, Path]) -> str:
 
 def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Test macro-F1 of run ``a`` minus run ``b`` on the same test images, with a *paired* bootstrap 95%
-    interval (each resample draws images, both models are scored on them). Overlapping per-model intervals
-    are not a test of a difference; this is."""
+    interval (:func:`nsfw_lab.evaluate.metrics.paired_macro_f1_difference`)."""
     import numpy as np
 
-    from nsfw_lab.evaluate import bootstrap_ci, macro_f1
-    from nsfw_lab.fsutil import read_csv
+    from nsfw_lab.evaluate.metrics import paired_macro_f1_difference
+    from nsfw_lab.utils.fsutil import read_csv
 
-    pa, pb = (read_csv(r / "predictions_test.csv") for r in (a, b))
+    pa, pb = (read_csv(RunDir(r).predictions("test")) for r in (a, b))
     if [r["path"] for r in pa] != [r["path"] for r in pb]:
         raise NsfwLabError(f"{a.name} and {b.name} were not tested on the same images; rerun their evaluation")
     classes = sorted({r["label"] for r in pa} | {r["prediction"] for r in pa + pb})
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[r["label"]] for r in pa])
-    both = np.stack([[code[r["prediction"]] for r in pa], [code[r["prediction"]] for r in pb]], axis=1)
-    labels = list(range(len(classes)))
-
-    def delta(yy: np.ndarray, pp: np.ndarray) -> float:
-        return macro_f1(yy, pp[:, 0], labels) - macro_f1(yy, pp[:, 1], labels)
-
-    return {"delta": delta(y, both), "ci95": bootstrap_ci(y, both, delta, n_boot, seed), "n": len(y)}
+    pred_a, pred_b = (np.array([code[r["prediction"]] for r in rows]) for rows in (pa, pb))
+    return paired_macro_f1_difference(y, pred_a, pred_b, list(range(len(classes))), n_boot, seed)
 
 
 def paired_verdict(ci95: list[float]) -> str:
@@ -86,41 +84,43 @@ def paired_verdict(ci95: list[float]) -> str:
     return "differs" if ci95[0] > 0 or ci95[1] < 0 else "no evidence of a difference"
 
 
-def cpu_latency_ms(run: Path, repeats: int = 30) -> tuple[float, int]:
-    """Median milliseconds of one batch-1 forward pass on the CPU at the model's input size, and its parameters."""
+def run_row(name: str, run: Path, latency: bool = True) -> dict[str, Any]:
+    """One table row of a finished run, read from its folder: architecture, weights, input px, parameters,
+    val score, best epoch, test scores with 95% CIs, training images/s and (``latency``) the median CPU
+    batch-1 latency measured here with the bench's timer, so that every model is timed on the same machine."""
     import torch
 
-    from nsfw_lab.evaluate import batch1_latency_ms
+    from nsfw_lab.bench.measure import median_call_ms
+    from nsfw_lab.evaluate.loading import load_run
     from nsfw_lab.models import count_parameters
-    from nsfw_lab.runs import load_run
 
-    loaded = load_run(run, device="cpu")
-    x = torch.zeros(3, loaded.image_size, loaded.image_size, dtype=torch.uint8)
-    return batch1_latency_ms(loaded, x, repeats), count_parameters(loaded.model)
-
-
-def comparison_row(name: str, run: Path) -> dict[str, Any]:
-    """One row: test scores with 95% CIs, val score, parameters, input px, training images/s, CPU latency."""
-    cfg = json.loads((run / "config.json").read_text())
-    test = json.loads((run / "eval_test.json").read_text())
-    history = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-    speeds = [h["images_per_s"] for h in history if h.get("images_per_s")]
-    latency, params = cpu_latency_ms(run)
-    return {
+    files = RunDir(run)
+    cfg, test, summary = files.read_config(), read_json(files.evaluation("test")), read_json(files.summary)
+    for path, content in ((files.evaluation("test"), test), (files.summary, summary)):
+        if content is None:
+            raise NsfwLabError(f"{path}: missing; the run is not finished and tested")
+    speeds = [h["images_per_s"] for h in files.read_history() if h.get("images_per_s")]
+    best = summary["best"]
+    loaded = load_run(files.path, device="cpu")
+    row = {
         "model": name,
-        "run": run.name,
+        "run": files.path.name,
         "architecture": cfg["model"]["name"],
         "weights": cfg["model"]["weights"],
         "input px": cfg["model"]["input_size"],
-        "parameters (M)": round(params / 1e6, 2),
-        "val macro-F1": round(val_score(run), 4),
+        "parameters (M)": round(count_parameters(loaded.model) / 1e6, 2),
+        "val macro-F1": round(best["score"], 4),
+        "best epoch": f"{best.get('stage', 0)}:{best.get('epoch')}",
         "test accuracy": round(test["accuracy"], 4),
         "accuracy 95% CI": [round(v, 3) for v in test["accuracy_ci95"]],
         "test macro-F1": round(test["macro_f1"], 4),
         "macro-F1 95% CI": [round(v, 3) for v in test["macro_f1_ci95"]],
         "train images/s": round(sum(speeds) / len(speeds), 1) if speeds else None,
-        "CPU latency ms (batch 1)": round(latency, 2),
     }
+    if latency:
+        x = torch.zeros(1, 3, loaded.image_size, loaded.image_size, dtype=torch.uint8)
+        row["CPU latency ms (batch 1)"] = round(median_call_ms(loaded.model, x, repeats=30), 2)
+    return row
 
 
 def bench_latency(bench: dict[str, Any] | None, architectures: list[str]) -> list[dict[str, Any]]:

@@ -1,16 +1,19 @@
 """What several notebooks do: start (profile, report, data, title label), pick the weights a profile asks
-for, train (or reuse) a run, test it once, and summarise runs side by side."""
+for, train (or reuse) a run and test it once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from nsfw_lab.config import Profile
 from nsfw_lab.course.report import Report
-from nsfw_lab.evaluate import evaluate_run
+from nsfw_lab.evaluate.scoring import evaluate_run
 from nsfw_lab.models import imagenet_file
+from nsfw_lab.rundir import RunDir
 from nsfw_lab.train import TrainConfig, fit
+from nsfw_lab.utils.fsutil import read_json
 
 
 def pick_weights(profile: Profile, model: str) -> tuple[str, str]:
@@ -43,7 +46,25 @@ def optimizer_for(weights: str, model: str) -> dict[str, Any]:
     return dict(optimizer="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=0.5)
 
 
-def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
+TEST_KEYS = ("accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "balanced_accuracy", "n")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A finished run and its one look at the test split."""
+
+    run: Path
+    history: list[dict[str, Any]]  # the epoch records
+    best: dict[str, Any]  # the best validation epoch
+    evaluation: dict[str, Any]  # the run's test evaluation, whole
+
+    @property
+    def test(self) -> dict[str, Any]:
+        """The headline test numbers (accuracy and macro-F1 with their intervals, n)."""
+        return {k: self.evaluation[k] for k in TEST_KEYS}
+
+
+def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> Trained:
     """Train ``cfg`` (reusing a finished or interrupted run in ``cfg.out``) and evaluate its best epoch on test."""
     from dataclasses import replace
 
@@ -56,34 +77,16 @@ def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> dict[str, Any]:
             f"{e}. The notebook's settings changed since that run was trained: delete {cfg.out} (or everything: "
             "`make clean`) and run the notebook again"
         ) from None
-    test = _saved_test(Path(cfg.out)) or evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
-    keep = ("accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "balanced_accuracy", "n", "latency_ms_batch1")
-    return {"history": result.history, "best": result.best, "test": {k: test[k] for k in keep}, "eval": test}
+    test = _saved_test(RunDir(cfg.out)) or evaluate_run(cfg.out, "test", n_boot=n_boot, progress=False)
+    return Trained(result.run_dir, result.history, result.best, test)
 
 
-def _saved_test(run: Path) -> dict[str, Any] | None:
-    """The run's ``eval_test.json`` when it was written after its ``best.pt`` (a rerun skips re-evaluating)."""
-    import json
-
-    ev, best = run / "eval_test.json", run / "best.pt"
-    if ev.is_file() and (run / "predictions_test.csv").is_file() and ev.stat().st_mtime_ns >= best.stat().st_mtime_ns:
-        return json.loads(ev.read_text())
+def _saved_test(run: RunDir) -> dict[str, Any] | None:
+    """The run's test evaluation when it was written after its best checkpoint (a rerun skips re-evaluating)."""
+    ev, best = run.evaluation("test"), run.best
+    if ev.is_file() and run.predictions("test").is_file() and ev.stat().st_mtime_ns >= best.stat().st_mtime_ns:
+        return read_json(ev)
     return None
-
-
-def summary_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
-    """One table row: test accuracy and macro-F1 with CIs, best epoch, training images/s."""
-    t = r["test"]
-    speeds = [h["images_per_s"] for h in r["history"] if h.get("images_per_s")]
-    return {
-        "run": name,
-        "test accuracy": round(t["accuracy"], 4),
-        "accuracy 95% CI": [round(v, 3) for v in t["accuracy_ci95"]],
-        "test macro-F1": round(t["macro_f1"], 4),
-        "macro-F1 95% CI": [round(v, 3) for v in t["macro_f1_ci95"]],
-        "best epoch": f"{r['best'].get('stage', 0)}:{r['best'].get('epoch')}",
-        "train images/s": round(sum(speeds) / len(speeds), 1) if speeds else None,
-    }
 
 
 class Session(NamedTuple):

@@ -1,16 +1,18 @@
 """Notebook 06's measurements, one call per model: where CAM mass falls, the pointing game and faithfulness
-against baselines, and the shortcut experiment (a model trained on badged data against a clean one)."""
+against baselines, and the shortcut experiment (a model trained on badged data against a clean one); and the
+tables the notebook shows of them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nsfw_lab.data.dataset import read_curated
+from nsfw_lab.evaluate.loading import LoadedRun
 from nsfw_lab.explain.cam import GradCam, cam_layer, is_flat, map_sizes
 from nsfw_lab.explain.gallery import load_images
 from nsfw_lab.explain.measure import (
@@ -30,7 +32,9 @@ from nsfw_lab.explain.shortcut import (
     shortcut_effect,
     watermark_box,
 )
-from nsfw_lab.runs import LoadedRun
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 POINTING_TARGET = 0.8  # the issue's bar for a model that learned the proxy well
 
@@ -205,3 +209,73 @@ def shortcut_summary(evidence: dict[str, Any], shortcut: str, clean: str) -> dic
         "control_flagged": c["check"]["shortcut_detected"],
         "summary": text,
     }
+
+
+def pair_summary(rows: Sequence[dict[str, Any]], shown: dict[str, Any]) -> dict[str, Any]:
+    """One confusion pair's line in notebook 06: how many mistakes, how confident, and where the maps of the
+    shown ones put their mass (:func:`nsfw_lab.explain.mistake_cams`' output)."""
+    from nsfw_lab.explain.gallery import cam_mass_centre
+
+    return {
+        "count": rows[0]["count"],
+        "mean_confidence": sum(r["confidence"] for r in rows) / len(rows),
+        "cam_centre_share_predicted": cam_mass_centre(shown["cam_predicted"]),
+        "cam_centre_share_true": cam_mass_centre(shown["cam_true"]),
+        "true_class_maps_without_evidence": sum(shown["true_flat"]),
+    }
+
+
+def explanation_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Per model (:func:`measure_explanations`' results): the pointing game with its 95% CI against the random
+    and centre baselines, energy in the box, ROAD, and the verdict; models without evidence boxes left out."""
+    import pandas as pd
+
+    def r3(v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+    rows = [
+        {
+            "model": name,
+            "layer": m["layer"],
+            "map": f"{m['map_side']}×{m['map_side']}",
+            "images": m["n"],
+            "pointing game": r3(m["cam"]["pointing"]["mean"]),
+            "95% CI": [r3(v) for v in m["cam"]["pointing"]["ci95"]],
+            "random": r3(m["random"]["pointing"]["mean"]),
+            "centre prior": r3(m["centre"]["pointing"]["mean"]),
+            "correct only": r3(m["cam"]["pointing_correct_only"]),
+            "energy in box": r3(m["cam"]["energy"]["mean"]),
+            "random energy": r3(m["random"]["energy"]["mean"]),
+            "ROAD": r3(m["faithfulness"]["cam"]["road_combined"]),
+            "ROAD random": r3(m["faithfulness"]["random"]["road_combined"]),
+            "verdict": m["verdict"],
+        }
+        for name, m in measured.items()
+        if m.get("n")
+    ]
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def shortcut_table(evidence: dict[str, Any]) -> pd.DataFrame:
+    """Notebook 06's shortcut experiment, one row per trained model (:func:`shortcut_evidence`' result): accuracy
+    with and without the badge, the shortcut class's recall on badged images with the badge and without, how
+    often other classes are called that class with a badge stamped on, the CAM mass in the badge, and the
+    automatic check's flags."""
+    import pandas as pd
+
+    rows = []
+    for name, ev in ((k, v) for k, v in evidence.items() if isinstance(v, dict) and "effect" in v):
+        e, c, mass = ev["effect"], ev["check"], ev["cam_mass_in_badge"]
+        rows.append({
+            "model": f"trained {name}",
+            "test accuracy": e["accuracy_original"],
+            "accuracy, badges removed": e["accuracy_removed"],
+            f"{evidence['shortcut_class']} recall, badged": e["recall_badged"],
+            "… badge removed": e["recall_badge_removed"],
+            f"others called {evidence['shortcut_class']}": e["others_as_shortcut_class"],
+            "… badge stamped": e["others_as_shortcut_class_stamped"],
+            "CAM mass in badge (prob.)": mass["probability"],
+            "(logit)": mass["logit"],
+            "check flags": ", ".join(f["class"] for f in c["flags"]) or "none",
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("model").round(3)

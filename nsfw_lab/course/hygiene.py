@@ -1,9 +1,11 @@
-"""Rules for committed notebooks: no outputs or execution counts, the ``nsfw-lab`` kernel, and exactly
-one ``parameters`` cell of annotated, commented UPPER_CASE names including the runner's common ones."""
+"""Rules for committed notebooks: no outputs or execution counts, the ``nsfw-lab`` kernel, exactly one
+``parameters`` cell of annotated, commented UPPER_CASE names including the runner's common ones, and no value
+picked by profile name in code (sizes and epochs belong to the profile, :mod:`nsfw_lab.config`)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 COMMON = ("PROFILE", "DATA_DIR", "DEVICE", "REPORT_DIR")
@@ -28,6 +30,9 @@ def declared_parameters(path: Path) -> list[str]:
     return names
 
 
+PROFILE_SWITCH = re.compile(r"PROFILE\s*[!=]=|\.get\(\s*PROFILE\b|\bPROFILE\s+in\b|\[\s*PROFILE\s*\]")
+
+
 def problems(path: Path) -> list[str]:
     """Everything wrong with a committed notebook (empty = clean)."""
     import nbformat
@@ -41,6 +46,9 @@ def problems(path: Path) -> list[str]:
         out.append("kernelspec is not nsfw-lab")
     if "widgets" in nb.metadata:
         out.append("widget state in the metadata")
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code" and PROFILE_SWITCH.search(c.source):
+            out.append(f"cell {i} picks a value by profile name: give the profile that knob (nsfw_lab.config)")
     params = parameters_source(nb)
     if len(params) != 1:
         return [*out, f"{len(params)} cells tagged parameters (need exactly 1)"]

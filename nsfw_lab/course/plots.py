@@ -34,8 +34,8 @@ def bars_with_ci(labels: Sequence[str], values: Sequence[float], cis: Sequence[S
                  ylabel: str) -> Any:  # fmt: skip
     """A bar per label with its 95% interval as an error bar."""
     v = np.asarray(values, dtype=float)
-    lo = v - np.array([c[0] for c in cis], dtype=float)
-    hi = np.array([c[1] for c in cis], dtype=float) - v
+    lo = np.maximum(0, v - np.array([c[0] for c in cis], dtype=float))  # >= 0 even for rounded values
+    hi = np.maximum(0, np.array([c[1] for c in cis], dtype=float) - v)
     fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(labels), 3.4))
     ax.bar(labels, v, yerr=[lo, hi], capsize=6, color="#4c72b0")
     for i, x in enumerate(v):
@@ -45,12 +45,6 @@ def bars_with_ci(labels: Sequence[str], values: Sequence[float], cis: Sequence[S
     ax.set_title(title)
     fig.tight_layout()
     return fig
-
-
-def counts_table(report: dict) -> tuple[list[str], list[list[int]]]:
-    """Classes and their train/val/test counts from a curation report."""
-    classes = list(report["counts"])
-    return classes, [[report["counts"][c][s] for s in ("train", "val", "test")] for c in classes]
 
 
 def confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> Any:
@@ -71,15 +65,9 @@ def confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str) -
     return fig
 
 
-def top_errors(predictions: list[dict[str, str]], classes: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """The ``k`` most confident mistakes from a ``predictions_<split>.csv`` (path, label, prediction, prob_*)."""
-    from nsfw_lab.evaluate import mistakes
-
-    return mistakes(predictions)[:k]
-
-
 def error_grid(root: Path, errors: list[dict[str, Any]], title: str, cols: int = 6) -> Any:
-    """Images of ``errors`` (from :func:`top_errors`) titled ``true → predicted (confidence)``."""
+    """Images of ``errors`` (from :func:`nsfw_lab.evaluate.metrics.mistakes`), each titled
+    ``true → predicted (confidence)``."""
     n = max(1, len(errors))
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
@@ -235,4 +223,22 @@ def reliability(before: dict[str, list], after: dict[str, list], title: str) -> 
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def pointing_game(measured: dict[str, dict[str, Any]], target: float, title: str) -> Any:
+    """Pointing-game hit rate with its 95% CI per model, for Grad-CAM, a random map and the centre prior, and
+    the target as a dashed line (``measured``: notebook 06's :func:`~nsfw_lab.course.explanations
+    .measure_explanations` per model; models without evidence boxes left out)."""
+    labels, vals, cis = [], [], []
+    for name, m in measured.items():
+        if not m.get("n"):
+            continue
+        for key, short in (("cam", "CAM"), ("random", "random"), ("centre", "centre")):
+            labels.append(f"{name}\n{short}")
+            vals.append(m[key]["pointing"]["mean"])
+            cis.append(m[key]["pointing"]["ci95"])
+    fig = bars_with_ci(labels, vals, cis, title, "hit rate")
+    fig.axes[0].axhline(target, color="grey", linestyle="--", linewidth=1)
+    fig.axes[0].tick_params(axis="x", labelsize=6)
     return fig

@@ -7,12 +7,11 @@ fails half-way still leaves what it had measured.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from nsfw_lab import config
-from nsfw_lab.fsutil import atomic_open, atomic_write_json
+from nsfw_lab.utils.fsutil import atomic_open, atomic_write_json, read_json
 
 
 def report_dir(profile: str, out: str | Path | None = None) -> Path:
@@ -67,4 +66,4 @@ class Report:
         path = self.root / "metrics" / f"{notebook}.json"
         if not path.is_file():
             raise NsfwLabError(f"{path}: missing; run notebook {notebook} first (nsfw-lab study --only {notebook})")
-        return json.loads(path.read_text())
+        return read_json(path)

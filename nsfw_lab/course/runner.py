@@ -4,7 +4,7 @@ For each ``notebooks/NN_*.ipynb``: check that it declares every parameter we pas
 about unknown names), execute it with the ``nsfw-lab`` kernel in ``notebooks/`` with a per-cell
 timeout, keep going after a failure, and convert the executed copy to HTML. ``REPORT/`` then holds
 ``executed/*.ipynb``, ``html/*.html``, ``logs/``, ``metrics/*.json`` and ``figures/`` (written by the
-notebooks through :class:`nsfw_lab.course.Report`), ``summary.json`` and an ``index.html``.
+notebooks through :class:`nsfw_lab.course.Report`), ``study.json`` and an ``index.html``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 from nsfw_lab import config
 from nsfw_lab.course.report import report_dir
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json, atomic_write_text
+from nsfw_lab.utils.fsutil import atomic_write_json, atomic_write_text, read_json
 
 KERNEL = "nsfw-lab"
+STUDY_RECORD = "study.json"  # the notebooks run, with their status (kept across `--only` runs)
 
 CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 4 * 3600}
 
@@ -113,17 +114,16 @@ def to_html(executed: Path, dest: Path) -> None:
 
 
 def write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
-    """``summary.json`` and ``index.html`` linking every notebook's HTML, executed copy and metrics.
+    """``study.json`` and ``index.html`` linking every notebook's HTML, executed copy and metrics.
 
     Notebooks not run this time (``--only``) keep their previous entry."""
-    import json
 
-    previous = out / "summary.json"
+    previous = out / STUDY_RECORD
     if previous.is_file():
         ran = {r.notebook for r in results}
-        kept = [NotebookResult(**n) for n in json.loads(previous.read_text())["notebooks"] if n["notebook"] not in ran]
+        kept = [NotebookResult(**n) for n in read_json(previous)["notebooks"] if n["notebook"] not in ran]
         results = sorted(kept + results, key=lambda r: r.notebook)
-    atomic_write_json(out / "summary.json", {"profile": profile, "notebooks": [asdict(r) for r in results]})
+    atomic_write_json(out / STUDY_RECORD, {"profile": profile, "notebooks": [asdict(r) for r in results]})
     rows = []
     for r in results:
         links = [f'<a href="html/{r.notebook}.html">html</a>', f'<a href="executed/{r.notebook}.ipynb">ipynb</a>']

@@ -19,6 +19,7 @@ import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageStat
 
@@ -29,8 +30,8 @@ from nsfw_lab.data.imageio import MAX_PIXELS_DEFAULT, ImageLoadError, decode_ima
 from nsfw_lab.data.leakage import leakage_check
 from nsfw_lab.data.split import SPLITS, group_stratified_split, max_proportion_gap, split_table
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes, atomic_write_json, staged_dir, write_csv
-from nsfw_lab.parallel import imap_ordered
+from nsfw_lab.utils.fsutil import atomic_write_bytes, atomic_write_json, read_json, staged_dir, write_csv
+from nsfw_lab.utils.parallel import imap_ordered
 
 PLACEHOLDER_RADIUS = 4  # pHash bits within which repeated copies count as one placeholder card
 MAX_PHASH_THRESHOLD = 16  # beyond this, pHash "near" pairs are mostly unrelated images
@@ -72,6 +73,15 @@ MANIFEST_COLUMNS = (
     "cache_height",
 )
 REPORT_NAME = "curation_report.json"
+
+
+def read_report(curated: Path | str) -> dict[str, Any]:
+    """A curated folder's report, or a one-line error when the folder is not a curated dataset."""
+    curated = Path(curated)
+    report = read_json(curated / REPORT_NAME)
+    if report is None:
+        raise NsfwLabError(f"{curated}: not a curated dataset (no {REPORT_NAME}); run `nsfw-lab curate SRC {curated}`")
+    return report
 
 
 @dataclass(frozen=True)

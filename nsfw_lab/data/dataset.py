@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,20 +12,21 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, Dataset
 
-from nsfw_lab.data.curate import REPORT_NAME
+from nsfw_lab.config import SPLITS
+from nsfw_lab.data.curate import read_report
 from nsfw_lab.data.decode import check_decoder, decode_file, read_encoded
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import read_csv
-from nsfw_lab.parallel import default_workers
+from nsfw_lab.utils.fsutil import read_csv
+from nsfw_lab.utils.parallel import default_workers
 
 
 def read_curated(root: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Class names and manifest rows of a curated folder, or a one-line error if it is not one."""
     root = Path(root)
-    report, manifest = root / REPORT_NAME, root / "manifest.csv"
-    if not report.is_file() or not manifest.is_file():
-        raise NsfwLabError(f"{root}: not a curated dataset (no {REPORT_NAME}); run `nsfw-lab curate SRC {root}`")
-    classes = json.loads(report.read_text())["classes"]
+    classes = read_report(root)["classes"]
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        raise NsfwLabError(f"{root}: not a curated dataset (no {manifest.name}); run `nsfw-lab curate SRC {root}`")
     return classes, read_csv(manifest)
 
 
@@ -44,7 +44,7 @@ class CuratedImageDataset(Dataset):
         check_decoder(decoder)
         self.root = Path(root)
         self.classes, rows = read_curated(self.root)
-        if split not in ("train", "val", "test"):
+        if split not in SPLITS:
             raise NsfwLabError(f"unknown split {split!r}; choose train, val or test")
         rows = [r for r in rows if r["split"] == split]
         self.split = split

@@ -18,9 +18,10 @@ from PIL import Image
 from torchcodec.decoders import decode_image, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from nsfw_lab.data import DECODERS
 from nsfw_lab.errors import NsfwLabError
 
-DECODERS = ("torchcodec", "pil", "gpu")
+__all__ = ["DECODERS", "check_decoder", "decode_batch", "decode_file", "read_encoded"]
 
 
 def read_encoded(path: Path) -> torch.Tensor:

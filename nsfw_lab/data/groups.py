@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nsfw_lab.data.hashing import UnionFind
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import read_csv
+from nsfw_lab.utils.fsutil import read_csv
 
 
 def load_known_groups(path: Path, root: Path) -> tuple[dict[str, str], dict[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from itertools import pairwise
 
 import imagehash
@@ -99,14 +98,3 @@ def near_duplicate_nodes(hashes: list[str], threshold: int) -> tuple[list[int], 
                         if u < v:
                             close.add((u, v, int(dist[a, b])))
     return inverse.tolist(), sorted(close)
-
-
-def near_duplicate_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, int]]:
-    """All item pairs (i, j, distance), i < j, within ``threshold`` bits (quadratic in repeats: small sets)."""
-    node_of, node_pairs = near_duplicate_nodes(hashes, threshold)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, u in enumerate(node_of):
-        members[u].append(i)
-    pairs = [(a, b, 0) for ms in members.values() for k, a in enumerate(ms) for b in ms[k + 1 :]]
-    pairs += [(min(i, j), max(i, j), d) for u, v, d in node_pairs for i in members[u] for j in members[v]]
-    return sorted(pairs)

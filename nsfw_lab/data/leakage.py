@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from nsfw_lab.data.hashing import near_duplicate_nodes, phash_hex
-from nsfw_lab.parallel import imap_ordered
+from nsfw_lab.utils.parallel import imap_ordered
 
 
 def _phash_file(path: Path) -> str:

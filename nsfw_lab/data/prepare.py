@@ -14,16 +14,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from nsfw_lab import config
-from nsfw_lab.data.curate import REPORT_NAME, CurateConfig, curate
+from nsfw_lab.data.curate import REPORT_NAME, CurateConfig, curate, read_report
 from nsfw_lab.data.synth import SynthConfig, generate
-from nsfw_lab.fsutil import atomic_write_json
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.utils.fsutil import atomic_write_json, read_json
 
 
 def _same(path: Path, expected: dict) -> bool:
     """True when the JSON at ``path`` has every key of ``expected`` with the same value."""
     try:
-        have = json.loads(path.read_text())
-    except (OSError, ValueError):
+        have = read_json(path) or {}
+    except NsfwLabError:
         return False
     expected = json.loads(json.dumps(expected))
     return all(have.get(k) == v for k, v in expected.items())
@@ -59,7 +60,7 @@ def ensure_curated(src: Path, out: Path, cfg: CurateConfig, progress: bool = Tru
     src = src.resolve()
     expected = {"source": str(src), "settings": asdict(cfg), "fingerprint": source_fingerprint(src)}
     if (out / REPORT_NAME).is_file() and _same(out / STAMP, expected):
-        return json.loads((out / REPORT_NAME).read_text())
+        return read_report(out)
     report = curate(src, out, cfg, overwrite=out.exists(), progress=progress)
     atomic_write_json(out / STAMP, expected)
     return report
@@ -80,7 +81,7 @@ def prepare(
     else:
         data = Path(data).expanduser().resolve()
         if (data / REPORT_NAME).is_file():
-            out, report = data, json.loads((data / REPORT_NAME).read_text())
+            out, report = data, read_report(data)
         else:
             out = config.PROCESSED_DIR / f"{data.name}-{profile.name}"
             report = ensure_curated(data, out, ccfg, progress)

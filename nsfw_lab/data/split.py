@@ -14,7 +14,9 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from nsfw_lab.config import SPLITS
+
+__all__ = ["SPLITS", "group_stratified_split", "max_proportion_gap", "split_table"]
 
 
 def group_stratified_split(labels: list[str], groups: list[int], val: float, test: float, seed: int) -> list[str]:

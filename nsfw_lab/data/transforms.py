@@ -61,12 +61,3 @@ def eval_transform(
             *(_finish(mean, std) if normalize else []),
         ]
     )
-
-
-def denormalize(
-    x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-) -> torch.Tensor:
-    """Undo :func:`eval_transform`'s normalisation: (…, 3, H, W) back to [0, 1] for display."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return (x * s + m).clamp(0, 1)

@@ -12,10 +12,10 @@ from PIL import Image
 
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.evaluate import mistakes
+from nsfw_lab.evaluate.loading import LoadedRun
+from nsfw_lab.evaluate.metrics import mistakes
 from nsfw_lab.explain.cam import GradCam, cam_layer, is_flat
 from nsfw_lab.explain.measure import region_mass
-from nsfw_lab.runs import LoadedRun
 
 # The confusions the real data is known for (label noise and near-identical content) come first.
 FIRST_PAIRS: tuple[tuple[str, str], ...] = (("porn", "sexy"), ("sexy", "porn"), ("hentai", "drawings"),

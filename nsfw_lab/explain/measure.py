@@ -9,7 +9,6 @@ explanations are a proxy-only check of the method, which is the point of having 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from nsfw_lab.data.curate import read_report
 from nsfw_lab.data.transforms import EVAL_CROP_RATIO
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.evaluate import bootstrap_ci
-from nsfw_lab.fsutil import read_csv
+from nsfw_lab.evaluate.metrics import bootstrap_ci
+from nsfw_lab.utils.fsutil import read_csv
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 POINTING_TOLERANCE = 15 / 224  # the pointing game's usual 15 px at 224 px, as a share of the input side
@@ -45,7 +45,7 @@ def proxy_truth(curated: Path) -> dict[str, dict[str, Any]]:
     evidence box (original pixels, None when the image has no motif) and watermark flag from the generator's
     manifest. A one-line error for data without that ground truth (real scraped data)."""
     curated = Path(curated)
-    report = json.loads((curated / "curation_report.json").read_text())
+    report = read_report(curated)
     source = Path(report.get("source", ""))
     synth = source / "manifest.csv"
     rows = read_csv(synth) if synth.is_file() else []

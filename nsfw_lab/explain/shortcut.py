@@ -26,8 +26,8 @@ from nsfw_lab.data.curate import cache_image
 from nsfw_lab.data.synth.render import draw_watermark
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.evaluate.loading import LoadedRun
 from nsfw_lab.explain.measure import Box, box_to_input
-from nsfw_lab.runs import LoadedRun
 
 SHORTCUT_GRID = 4  # cells per side for detect_shortcut
 SHORTCUT_MIN_SHARE = 2 / SHORTCUT_GRID**2  # a class is flagged when one fixed cell holds twice the uniform share

@@ -3,8 +3,8 @@
 Loaded on first use (torchvision is heavy); :data:`MODELS`, the architecture names, needs no torch.
 """
 
-from nsfw_lab._lazy import lazy_getattr
 from nsfw_lab.models.names import MODELS
+from nsfw_lab.utils.lazy import lazy_getattr
 
 _WHERE = {
     "ConvPoolFC": "baseline",

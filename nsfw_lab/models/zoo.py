@@ -27,7 +27,7 @@ from torchvision import models as tvm
 
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models.baseline import ConvPoolFC
-from nsfw_lab.models.names import MODELS
+from nsfw_lab.models.names import ARCHITECTURES, MODELS
 from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
 
 RESNET_STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
@@ -37,14 +37,6 @@ INCEPTION_STAGES = (
     ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
     ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
 )
-_TV: dict[str, tuple[Callable[..., nn.Module], Any, int, int]] = {
-    # name: (builder, ImageNet weights, default input size, minimum input size)
-    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, 224, 32),
-    "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, 224, 32),
-    "resnet101": (tvm.resnet101, tvm.ResNet101_Weights.IMAGENET1K_V2, 224, 32),
-    "inception_v3": (tvm.inception_v3, tvm.Inception_V3_Weights.IMAGENET1K_V1, 299, 75),
-}
-assert ("baseline", *_TV) == MODELS, "nsfw_lab/models/names.py must list the builders here"
 INCEPTION_AUX_MIN = 299  # the auxiliary classifier's 5x5 conv needs a 17x17 Mixed_6e map
 HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.")  # replaced for num_classes
 
@@ -54,9 +46,22 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _builder(name: str) -> Callable[..., nn.Module]:
+    return getattr(tvm, ARCHITECTURES[name].builder or "")
+
+
+def _weights_enum(name: str) -> Any:
+    """torchvision's ImageNet weights of ``name`` (one-line error for the baseline, which has none)."""
+    spec = ARCHITECTURES[name].imagenet
+    if spec is None:
+        raise NsfwLabError(f"{name} has no ImageNet weights; use --weights none|PATH")
+    enum, member = spec.split(".")
+    return getattr(getattr(tvm, enum), member)
+
+
 def imagenet_file(name: str) -> Path:
     """The cache path of a model's ImageNet weight file (it may not exist)."""
-    return checkpoint_dir() / os.path.basename(urlparse(_TV[name][1].url).path)
+    return checkpoint_dir() / os.path.basename(urlparse(_weights_enum(name).url).path)
 
 
 def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
@@ -64,7 +69,8 @@ def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(_TV[name][1].url, str(path), hash_prefix=path.stem.split("-")[-1])
+            url = _weights_enum(name).url
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=path.stem.split("-")[-1])
         except Exception as exc:  # offline, proxy, hash mismatch: one message with the fix
             raise NsfwLabError(
                 f"ImageNet weights for {name} are not available: expected {path.name} in {path.parent} "
@@ -139,7 +145,7 @@ def build_model(
     if name == "baseline":
         if w == "imagenet":
             raise NsfwLabError("the baseline CNN has no ImageNet weights; use --weights none|PATH")
-        size = image_size or 64
+        size = image_size or ARCHITECTURES[name].input_size
         if size < 2 ** len(widths):
             raise NsfwLabError(
                 f"image size {size} is below the baseline's minimum of {2 ** len(widths)} px "
@@ -151,7 +157,7 @@ def build_model(
         stages: tuple[tuple[str, ...], ...] = tuple((f"features.{i}",) for i in range(len(widths)))
         head: tuple[str, ...] = ("classifier",)
     else:
-        builder, _, default_size, min_size = _TV[name]
+        builder, arch = _builder(name), ARCHITECTURES[name]
         kwargs = {}
         if name == "inception_v3":  # explicit, never left to the builder's defaults
             google = w == "imagenet" or (from_file and meta.get("arch_kwargs", {}).get("transform_input", True))
@@ -162,7 +168,7 @@ def build_model(
             _new_head(net, num_classes)
         stages = INCEPTION_STAGES if name == "inception_v3" else RESNET_STAGES
         target = "Mixed_7c" if name == "inception_v3" else "layer4.-1"
-        spec_args = dict(input_size=image_size or default_size, min_size=min_size, target_layer=target)
+        spec_args = dict(input_size=image_size or arch.input_size, min_size=arch.min_size, target_layer=target)
         head = ("fc", "AuxLogits.fc") if name == "inception_v3" else ("fc",)
         kwargs.pop("init_weights", None)
         if name == "inception_v3" and spec_args["input_size"] < INCEPTION_AUX_MIN:  # aux head needs 299 px

@@ -7,18 +7,18 @@ saved run's value, and an option given with a different value is refused (it wou
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 from nsfw_lab.data.augment import AUGMENTATIONS
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.rundir import RunDir
 from nsfw_lab.train.config import AMP, DECODE, OPTIMIZERS, PRESETS, RECIPES, SCHEDULES, SELECT, TrainConfig
+from nsfw_lab.utils.cli import Subparsers, add_progress_flag
 
 D = TrainConfig(data="", out="")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     """Register ``train`` on the CLI's sub-parsers."""
     from nsfw_lab.models import MODELS
 
@@ -37,7 +37,9 @@ def add_parser(sub: Any) -> None:
         t.add_argument(flag, help=help + shown, **kw)
 
     t.add_argument("--data", help="curated folder (`nsfw-lab curate` / `prepare` output)")
-    t.add_argument("--out", required=True, help="run folder (config.json, metrics.jsonl, last.pt, best.pt)")
+    files = RunDir("OUT")
+    written = ", ".join(p.name for p in (files.config, files.metrics, files.last, files.best))
+    t.add_argument("--out", required=True, help=f"run folder ({written})")
     opt("--preset", f"start from a preset: {', '.join(PRESETS)}", choices=sorted(PRESETS))
     opt("--model", "architecture", choices=MODELS)
     opt("--weights", "imagenet, none, or a state-dict / checkpoint file")
@@ -70,7 +72,7 @@ def add_parser(sub: Any) -> None:
     opt("--refine-epochs", "epochs of the refine stage (default: a third of --epochs)", type=int)
     opt("--refine-lr-factor", "refine-stage LR = stage-1 LR x this", type=float)
     opt("--patience", "stop a stage after this many epochs without a better val score (0 = never)", type=int)
-    opt("--select-metric", "val metric that picks best.pt", choices=SELECT)
+    opt("--select-metric", f"val metric that picks {files.best.name}", choices=SELECT)
     opt("--max-steps", "cap on optimiser steps per stage (smoke runs)", type=int)
     opt("--cnn-widths", "baseline: channels of each conv-pool block", type=int, nargs="+")
     opt("--cnn-hidden", "baseline: hidden FC units", type=int)
@@ -86,10 +88,14 @@ def add_parser(sub: Any) -> None:
         "DataLoader workers (default: this process's share of the cores - 1, max 8; env NSFW_LAB_WORKERS)",
         type=int,
     )
-    opt("--save-every", "also write last.pt every N optimiser steps (0 = epoch ends only)", type=int)
-    opt("--resume", "continue the run in --out from last.pt (a folder without one starts the run)", action="store_true")
-    t.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    t.set_defaults(func=run, on_interrupt="last.pt holds the latest checkpoint; continue with --resume")
+    opt("--save-every", f"also write {files.last.name} every N optimiser steps (0 = epoch ends only)", type=int)
+    opt(
+        "--resume",
+        f"continue the run in --out from {files.last.name} (a folder without one starts the run)",
+        action="store_true",
+    )
+    add_progress_flag(t)
+    t.set_defaults(func=run, on_interrupt=f"{files.last.name} holds the latest checkpoint; continue with --resume")
 
 
 def config_from_args(given: dict[str, Any]) -> TrainConfig:
@@ -97,9 +103,9 @@ def config_from_args(given: dict[str, Any]) -> TrainConfig:
     from nsfw_lab.train.config import make_config, with_overrides
 
     given = {k: v for k, v in given.items() if k not in ("func", "command", "on_interrupt")}
-    saved = Path(given["out"]) / "config.json"
-    if given.get("resume") and saved.is_file():
-        return with_overrides(TrainConfig.from_dict(json.loads(saved.read_text())["config"]), given)
+    run = RunDir(given["out"])
+    if given.get("resume") and run.is_run():
+        return with_overrides(TrainConfig.from_dict(run.read_config()["config"]), given)
     if not given.get("data"):
         raise NsfwLabError("--data is required (a curated folder; see `nsfw-lab prepare` or `nsfw-lab curate`)")
     return make_config(**given)

@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from nsfw_lab.data import DECODERS as DECODE
 from nsfw_lab.data.augment import check_names
 from nsfw_lab.errors import NsfwLabError
 
@@ -30,7 +31,6 @@ SELECT = ("macro_f1", "accuracy")
 # ``data`` and ``out`` may be spelled differently (relative/absolute); the data is checked by its manifest hash.
 # (``compile`` is not among them: compiled kernels round differently and draw dropout masks from another stream.)
 RESUMABLE_CHANGES = frozenset({"resume", "workers", "save_every", "progress", "data", "out"})
-DECODE = ("torchcodec", "pil", "gpu")  # == nsfw_lab.data.decode.DECODERS (this module stays importable without torch)
 SAME_PIXELS = frozenset({"torchcodec", "pil"})  # decoders giving identical pixels: switching them keeps a resume exact
 
 
@@ -205,20 +205,34 @@ def stages(c: TrainConfig, lr: float) -> list[Stage]:
     return [Stage("full", c.epochs, lr, 0), Stage("refine", refine, lr * c.refine_lr_factor, c.freeze_stages)]
 
 
-def resolve(c: TrainConfig, world_size: int, cuda: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Resolved:
+    """The values a run derives from its config and the job (recorded as ``resolved`` in ``config.json``)."""
+
+    accum: int  # micro-batches per optimiser step
+    effective_batch: int  # images per optimiser step, over every process
+    world_size: int  # processes
+    lr: float  # stage-1 learning rate at the effective batch
+    amp: str  # "bf16", "fp16" or "off"
+    channels_last: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain view for JSON."""
+        return asdict(self)
+
+
+def resolve(c: TrainConfig, world_size: int, cuda: bool) -> Resolved:
     """Derived values: accumulation, effective batch, LR, AMP, memory format."""
     accum = c.accum or (math.ceil(c.effective_batch / (c.batch_size * world_size)) if c.effective_batch else 1)
     effective = c.batch_size * world_size * accum
-    lr = c.lr * effective / 256 if c.lr_scale == "linear" else c.lr
-    amp = ("bf16" if cuda else "off") if c.amp == "auto" else c.amp
-    return {
-        "accum": accum,
-        "effective_batch": effective,
-        "world_size": world_size,
-        "lr": lr,
-        "amp": amp,
-        "channels_last": cuda if c.channels_last is None else c.channels_last,
-    }
+    return Resolved(
+        accum=accum,
+        effective_batch=effective,
+        world_size=world_size,
+        lr=c.lr * effective / 256 if c.lr_scale == "linear" else c.lr,
+        amp=("bf16" if cuda else "off") if c.amp == "auto" else c.amp,
+        channels_last=cuda if c.channels_last is None else c.channels_last,
+    )
 
 
 def resume_diff(saved: TrainConfig, now: TrainConfig) -> list[str]:

@@ -13,8 +13,8 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nsfw_lab.progress import tqdm
 from nsfw_lab.train.distributed import Dist, all_sum, gather_objects
+from nsfw_lab.utils.progress import tqdm
 
 AUX_WEIGHT = 0.4  # InceptionV3's auxiliary classifier loss weight (Szegedy et al.)
 

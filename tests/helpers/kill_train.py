@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 
-from nsfw_lab import cli, fsutil
-from nsfw_lab.train import checkpoint
+from nsfw_lab import cli
+from nsfw_lab.models import checkpoint
+from nsfw_lab.utils import fsutil
 
 KILL_AT, MODE = int(os.environ["KILL_AT"]), os.environ.get("KILL_MODE", "before-save")
 count = 0

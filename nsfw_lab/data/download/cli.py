@@ -6,9 +6,9 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.utils.cli import Subparsers, add_progress_flag, from_args
 
 TABLE = ("ok", "duplicate", "dead", "placeholder", "rejected", "error", "pending")
 
@@ -23,7 +23,7 @@ def byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 20M, 500k, 1048576)") from None
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     """Register ``download`` on the CLI's sub-parsers (defaults from :class:`DownloadConfig`)."""
     from nsfw_lab.data.download.run import DownloadConfig
 
@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--retry-errors", action="store_true", help="fetch again the URLs whose last try was an error")
     d.add_argument("--ca-bundle", metavar="FILE", help="CA certificates for HTTPS, instead of the system's")
     d.add_argument("--yes", action="store_true", help="proceed without asking (after reading the notice)")
-    d.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_progress_flag(d)
     d.set_defaults(func=run)
 
 
@@ -80,11 +80,10 @@ def _on_term(signum: int, frame: object) -> None:
 
 def run(a: argparse.Namespace) -> None:
     """``nsfw-lab download``: run, then print the per-class table."""
-    from nsfw_lab.cli import _from_args
     from nsfw_lab.data.download.run import DownloadConfig, download
 
     allow = () if a.allow_any else tuple(a.allow_network) if a.allow_network else None
-    cfg = _from_args(DownloadConfig, a, allow_private=allow)
+    cfg = from_args(DownloadConfig, a, allow_private=allow)
     a.on_interrupt = f"finished URLs are in {a.out}/manifest.csv; run the same command again to resume"
     signal.signal(signal.SIGTERM, _on_term)
     r = download(Path(a.raw), Path(a.out), cfg, progress=a.progress, confirm=_confirm(a.yes))

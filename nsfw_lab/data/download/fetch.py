@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 from nsfw_lab.data.download.address import AddressPolicy, Connection, Dead, Refused, TLSConnection, Transient
 from nsfw_lab.data.download.urls import normalise_url
-from nsfw_lab.fsutil import FILE_MODE
+from nsfw_lab.utils.fsutil import FILE_MODE
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_bytes
+from nsfw_lab.utils.fsutil import atomic_write_bytes
 
 NAME = "manifest.csv"
 COLUMNS = (

@@ -29,8 +29,8 @@ from nsfw_lab.data.download.manifest import NAME, STATUSES, Manifest
 from nsfw_lab.data.download.store import PLACEHOLDER_DIR, Store
 from nsfw_lab.data.download.urls import ListStats, UrlEntry, host_of, read_lists
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json
-from nsfw_lab.progress import tqdm
+from nsfw_lab.utils.fsutil import atomic_write_json, read_json
+from nsfw_lab.utils.progress import tqdm
 
 INCOMPLETE = ".incomplete"
 REPORT = "download.json"
@@ -264,7 +264,8 @@ def _list_stats(s: ListStats) -> dict:
 
 
 def _json(path: Path) -> object:
+    """The JSON at ``path``, or None when it is missing or unreadable (it is then written again)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(path)
+    except (OSError, NsfwLabError):
         return None

@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw
 from nsfw_lab.config import CLASSES
 from nsfw_lab.data.synth.render import Box, Difficulty, make_scene, render
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json, staged_dir, write_csv
-from nsfw_lab.parallel import imap_ordered
+from nsfw_lab.utils.fsutil import atomic_write_json, staged_dir, write_csv
+from nsfw_lab.utils.parallel import imap_ordered
 
 CLASS_FACTORS: dict[str, tuple[str, str]] = {
     "neutral": ("photo", "absent"),

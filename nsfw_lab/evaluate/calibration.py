@@ -2,13 +2,16 @@
 
 Temperature scaling (Guo et al., 2017) divides the logits by one scalar ``T`` fitted by minimising the
 negative log-likelihood on the **val** split; it never changes a prediction, only how sure it claims to be.
-The fitted ``T`` is stored with the run (``RUN_DIR/calibration.json``) and applied by ``nsfw-lab predict``;
+The fitted ``T`` is stored with the run (its ``calibration`` file) and applied by ``nsfw-lab predict``;
 ECE and NLL are reported on **test** before and after, so the fit is judged on images it never saw.
+:func:`calibrate_run` is the whole command: it loads the run once, takes val and test logits from
+evaluate's one inference pass (:func:`nsfw_lab.evaluate.scoring.split_outputs`), fits ``T``, then the
+moderation policy's thresholds on the *calibrated* val probabilities (:mod:`nsfw_lab.evaluate.policy`).
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,11 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from nsfw_lab.data.dataset import CuratedImageDataset, make_loader
-from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json
-from nsfw_lab.runs import LoadedRun, load_run
+from nsfw_lab.evaluate.policy import Policy, fit_policy, load_policy
+from nsfw_lab.rundir import RunDir
+from nsfw_lab.utils.fsutil import atomic_write_json, read_json
 
-CALIBRATION = "calibration.json"
 ECE_BINS = 15
 T_RANGE = (0.05, 20.0)
 
@@ -78,18 +79,6 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def split_logits(
-    run: LoadedRun, split: str, data: Path | None = None, progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of the run's model on ``split`` of its curated data (or ``data``)."""
-    from nsfw_lab.evaluate import infer
-
-    root = Path(data) if data else run.data_dir
-    ds = CuratedImageDataset(root, split, eval_transform(run.image_size, normalize=False))
-    logits, y, _ = infer(run, make_loader(ds, 64, train=False, device=run.device.type), progress, logits=True)
-    return logits, y
-
-
 def summary(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, Any]:
     """NLL and ECE before (T = 1) and after scaling, with the reliability bins of both."""
     before, after = probabilities(logits), probabilities(logits, temperature)
@@ -104,44 +93,54 @@ def summary(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """What ``nsfw-lab calibrate`` wrote: the ``calibration`` and ``policy`` files' content."""
+
+    calibration: dict[str, Any]
+    policy: dict[str, Any]
+
+
 def calibrate_run(
-    run_dir: Path | str, device: str = "auto", progress: bool = True
-) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Fit ``T`` on val, report test, write ``RUN_DIR/calibration.json``; also returns the logits and labels
-    of both splits (``{"val": (logits, y), "test": ...}``) for the moderation thresholds."""
+    run_dir: Path | str, policy: Policy | None = None, device: str = "auto", progress: bool = True, n_boot: int = 1000
+) -> Calibrated:
+    """``nsfw-lab calibrate``: fit ``T`` on val and report test (the run's ``calibration`` file), then choose the
+    policy's thresholds on the calibrated val probabilities and state them on test (its ``policy`` file)."""
+    from nsfw_lab.evaluate.loading import load_run  # torch: only the command needs it, not the arithmetic
+    from nsfw_lab.evaluate.scoring import split_outputs
+
     run = load_run(run_dir, device=device)
-    data = {s: split_logits(run, s, progress=progress) for s in ("val", "test")}
-    t = fit_temperature(*data["val"])
+    val, test = (split_outputs(run, s, progress=progress, logits=True) for s in ("val", "test"))
+    t = fit_temperature(val.outputs, val.labels)
     at_bound = not T_RANGE[0] * 1.01 < t < T_RANGE[1] * 0.99  # the search hit a wall: degenerate logits
-    result = {
+    calibration = {
         "temperature": t,
         "temperature_at_bound": at_bound,
         "fitted_on": "val",
         "bins": ECE_BINS,
         "checkpoint": run.checkpoint,
-        "val": summary(*data["val"], t),
-        "test": summary(*data["test"], t),
+        "val": summary(val.outputs, val.labels, t),
+        "test": summary(test.outputs, test.labels, t),
     }
-    atomic_write_json(Path(run_dir) / CALIBRATION, result)
-    return result, data
+    atomic_write_json(run.files.calibration, calibration)
+    probs = {s.split: (probabilities(s.outputs, t), s.labels) for s in (val, test)}
+    fitted = fit_policy(run.files, run.classes, probs["val"], probs["test"], policy or load_policy(), t, n_boot)
+    return Calibrated(calibration, fitted)
 
 
 def load_calibration(run_dir: Path | str) -> dict[str, Any] | None:
-    """The run's ``calibration.json`` with its temperature checked, or None when it has not been calibrated."""
-    path = Path(run_dir) / CALIBRATION
-    if not path.is_file():
+    """The run's ``calibration`` file with its temperature checked, or None when it has not been calibrated."""
+    path = RunDir(run_dir).calibration
+    try:
+        cal = read_json(path)
+    except NsfwLabError as exc:
+        raise NsfwLabError(f"{exc}; rerun `nsfw-lab calibrate --run {run_dir}`") from None
+    if cal is None:
         return None
     try:
-        cal = json.loads(path.read_text())
         t = cal["temperature"] = float(cal["temperature"])
     except (ValueError, KeyError, TypeError) as exc:
         raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None
     if not T_RANGE[0] <= t <= T_RANGE[1]:
         raise NsfwLabError(f"{path}: temperature {t} outside {T_RANGE}; rerun `nsfw-lab calibrate`")
     return cal
-
-
-def load_temperature(run_dir: Path | str) -> float | None:
-    """The run's fitted temperature, or None when it has not been calibrated."""
-    cal = load_calibration(run_dir)
-    return cal["temperature"] if cal else None

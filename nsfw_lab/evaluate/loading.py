@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models import NsfwModel, model_from_spec
-from nsfw_lab.train import checkpoint as ckpt
-from nsfw_lab.train.distributed import Dist
-from nsfw_lab.train.engine import BEST, CONFIG, LAST, pick_device
+from nsfw_lab.models import checkpoint as ckpt
+from nsfw_lab.rundir import RunDir, pick_device
 
 
 @dataclass
@@ -33,21 +30,22 @@ class LoadedRun:
         return self.model.spec.input_size
 
     @property
+    def files(self) -> RunDir:
+        """The run folder's files."""
+        return RunDir(self.run_dir)
+
+    @property
     def data_dir(self) -> Path:
         """The curated folder it was trained on."""
         return Path(self.config["data"]["path"])
 
 
 def load_run(run_dir: Path | str, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
-    """Rebuild the model of ``run_dir`` from its spec and load ``best.pt`` or ``last.pt`` (weights only)."""
-    run = Path(run_dir)
-    if not (run / CONFIG).is_file():
-        raise NsfwLabError(f"{run}: not a training run (no {CONFIG})")
-    if checkpoint not in ("best", "last"):
-        raise NsfwLabError(f"--checkpoint must be best or last, not {checkpoint!r}")
-    ck = ckpt.load(run / (BEST if checkpoint == "best" else LAST))
-    cfg = json.loads((run / CONFIG).read_text())
-    model = model_from_spec(ck["spec"])
-    model.load_state_dict(ck["model"])
-    dev = pick_device(device, Dist())
-    return LoadedRun(run, model.to(dev).eval(), list(cfg["classes"]), cfg, checkpoint, dev)
+    """Rebuild the model of ``run_dir`` from its spec and load its ``best`` or ``last`` checkpoint (weights only)."""
+    files = RunDir(run_dir)
+    cfg = files.read_config()
+    saved = ckpt.load(files.checkpoint(checkpoint))
+    model = model_from_spec(saved["spec"])
+    model.load_state_dict(saved["model"])
+    dev = pick_device(device)
+    return LoadedRun(files.path, model.to(dev).eval(), list(cfg["classes"]), cfg, checkpoint, dev)

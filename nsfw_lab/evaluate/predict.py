@@ -3,9 +3,9 @@
 A file that cannot be read gets a row with its error and empty probabilities; the rest of the batch
 goes on. Animated images use their first frame. Folders are searched recursively for image files.
 
-Probabilities are temperature-scaled when the run was calibrated (``nsfw-lab calibrate`` wrote
-``calibration.json``), and every row gets ``block_score`` (P(block group)) and a moderation ``decision``
-from the run's fitted policy (``policy.json``); an uncalibrated run uses the default policy with both
+Probabilities are temperature-scaled when the run was calibrated (``nsfw-lab calibrate`` wrote its
+``calibration`` file), and every row gets ``block_score`` (P(block group)) and a moderation ``decision``
+from the run's fitted policy (its ``policy`` file); an uncalibrated run uses the default policy with both
 thresholds at 0.5 and says so (:func:`decision_rule`).
 """
 
@@ -15,22 +15,23 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from nsfw_lab.calibration import CALIBRATION, load_calibration
 from nsfw_lab.data.imageio import ImageLoadError, load_image
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.moderation import FITTED, Policy, block_score, decide, load_fitted_with_temperature, load_policy
-from nsfw_lab.progress import tqdm
-from nsfw_lab.runs import LoadedRun, load_run
+from nsfw_lab.evaluate.calibration import load_calibration
+from nsfw_lab.evaluate.loading import LoadedRun, load_run
+from nsfw_lab.evaluate.policy import UNFITTED, Policy, Thresholds, block_score, decide, load_fitted, load_policy
+from nsfw_lab.utils.progress import tqdm
 
 if TYPE_CHECKING:
-    from nsfw_lab.export import ExportedRun
+    from nsfw_lab.evaluate.export import ExportedRun
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})
 
@@ -57,28 +58,38 @@ def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
         yield batch
 
 
-UNFITTED = {"t_block": 0.5, "t_review": 0.5}
+@dataclass(frozen=True)
+class DecisionRule:
+    """What ``predict`` applies to a run's logits: a temperature, then a policy at its thresholds."""
+
+    temperature: float
+    policy: Policy
+    thresholds: Thresholds
+    note: str  # where each part comes from, in one line
 
 
-def decision_rule(run: LoadedRun | ExportedRun) -> tuple[float, Policy, dict[str, float], str]:
+def decision_rule(run: LoadedRun | ExportedRun) -> DecisionRule:
     """Temperature, policy and thresholds ``predict`` applies for ``run``, and a line saying where from. A
     calibration fitted for the other checkpoint is not applied (its logits differ); a policy fitted at another
     temperature than the stored one is an error."""
-    cal, fitted, note = load_calibration(run.run_dir), load_fitted_with_temperature(run.run_dir), ""
+    files = run.files
+    cal, fitted, note = load_calibration(files.path), load_fitted(files.path), ""
     t = cal["temperature"] if cal else None
     if cal and cal.get("checkpoint", "best") != run.checkpoint:
         t, fitted = None, None
         note = f"calibration was fitted for the {cal.get('checkpoint')} checkpoint, not applied to {run.checkpoint}: "
-    if fitted and abs(fitted[2] - (t or 1.0)) > 1e-9:
-        raise NsfwLabError(f"{run.run_dir}: {FITTED} and {CALIBRATION} disagree; rerun `nsfw-lab calibrate`")
-    policy, thresholds = fitted[:2] if fitted else (load_policy(), UNFITTED)
+    if fitted and abs(fitted.temperature - (t or 1.0)) > 1e-9:
+        raise NsfwLabError(
+            f"{files.path}: {files.policy.name} and {files.calibration.name} disagree; rerun `nsfw-lab calibrate`"
+        )
+    policy, thresholds = (fitted.policy, fitted.thresholds) if fitted else (load_policy(), UNFITTED)
     policy.check(run.classes, "policy")
     note += f"calibrated (T={t:.3f})" if t else "uncalibrated probabilities"
     if fitted:
-        note += f"; policy fitted on val (block >= {thresholds['t_block']:.3f}, review >= {thresholds['t_review']:.3f})"
+        note += f"; policy fitted on val (block >= {thresholds.t_block:.3f}, review >= {thresholds.t_review:.3f})"
     else:
         note += "; no fitted policy: block when P(block group) >= 0.5 (run `nsfw-lab calibrate`)"
-    return t or 1.0, policy, thresholds, note
+    return DecisionRule(t or 1.0, policy, thresholds, note)
 
 
 @torch.inference_mode()
@@ -87,12 +98,14 @@ def iter_predictions(
     paths: Iterable[Path | str],
     batch_size: int = 32,
     progress: bool = False,
-    rule: tuple[float, Policy, dict[str, float], str] | None = None,
+    rule: DecisionRule | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
-    ``decision``, ``error``. ``run`` is a loaded checkpoint or an export (:func:`nsfw_lab.export.load_exported_run`:
-    ONNX Runtime or TorchScript); both take the same uint8 batches."""
-    temperature, policy, thresholds, _ = rule or decision_rule(run)
+    ``decision``, ``error``. ``run`` is a loaded checkpoint or an export
+    (:func:`nsfw_lab.evaluate.export.load_exported_run`: ONNX Runtime or TorchScript); both take the same uint8
+    batches."""
+    rule = rule or decision_rule(run)
+    temperature, policy, thresholds = rule.temperature, rule.policy, rule.thresholds
     tf = eval_transform(run.image_size, normalize=False)
     empty = {f"prob_{c}": None for c in run.classes} | {"block_score": None, "decision": None}
     bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)

@@ -8,15 +8,14 @@ no image copied) that every nsfw-lab tool reads like a curated folder.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from nsfw_lab.data.curate import REPORT_NAME
+from nsfw_lab.data.curate import REPORT_NAME, read_report
 from nsfw_lab.data.dataset import read_curated
-from nsfw_lab.fsutil import atomic_write_json, write_csv
+from nsfw_lab.utils.fsutil import atomic_write_json, write_csv
 
 
 def random_split_view(curated: Path, out: Path, seed: int = 0) -> Path:
@@ -37,7 +36,7 @@ def random_split_view(curated: Path, out: Path, seed: int = 0) -> Path:
         r["cached_path"] = str(curated / r["cached_path"])
     header = list(rows[0].keys())
     write_csv(out / "manifest.csv", header, ([r[k] for k in header] for r in new))
-    report = json.loads((curated / REPORT_NAME).read_text())
+    report = read_report(curated)
     report["view"] = {"of": str(curated), "split": "random per file (group-unaware: leaky on purpose)"}
     atomic_write_json(out / REPORT_NAME, report)
     return out

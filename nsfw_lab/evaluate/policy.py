@@ -1,6 +1,6 @@
-"""Moderation decisions: five class probabilities -> allow / review / block, at a stated operating point.
+"""The moderation policy: five class probabilities -> allow / review / block, at a stated operating point.
 
-A :class:`Policy` (``nsfw_lab/policy.toml`` by default, or any file like it) puts each class in one group.
+A :class:`Policy` (``nsfw_lab/evaluate/policy.toml`` by default, or any file like it) puts each class in one group.
 The score of an image is ``P(block group)``, the sum of its (temperature-scaled) block-class
 probabilities. Two thresholds are chosen on **val** (:func:`choose_thresholds`):
 
@@ -14,7 +14,6 @@ probabilities. Two thresholds are chosen on **val** (:func:`choose_thresholds`):
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass
@@ -24,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json
+from nsfw_lab.evaluate.metrics import bootstrap_indices, percentile_interval
+from nsfw_lab.rundir import RunDir
+from nsfw_lab.utils.fsutil import atomic_write_json, read_json
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.toml")
-FITTED = "policy.json"
 DECISIONS = ("allow", "review", "block")
 
 
@@ -98,21 +98,36 @@ def threshold_for_recall(positive_scores: np.ndarray, recall: float) -> float:
     return float(s[k - 1])
 
 
-def choose_thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str], policy: Policy) -> dict[str, float]:
+@dataclass(frozen=True)
+class Thresholds:
+    """Cuts on P(block group): ``block`` at or above ``t_block``, ``review`` in ``[t_review, t_block)``."""
+
+    t_block: float
+    t_review: float
+
+    def to_dict(self) -> dict[str, float]:
+        """The ``thresholds`` of the policy file."""
+        return asdict(self)
+
+
+UNFITTED = Thresholds(0.5, 0.5)  # what an uncalibrated run decides with
+
+
+def choose_thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str], policy: Policy) -> Thresholds:
     """``t_block`` and ``t_review`` from labelled (val) probabilities; see the module docstring."""
     policy.check(classes)
     pos = np.isin(np.asarray(y, int), [classes.index(c) for c in policy.block])
     s = block_score(probs, classes, policy)[pos]
     t_block = threshold_for_recall(s, policy.target_recall)
-    return {"t_block": t_block, "t_review": min(t_block, threshold_for_recall(s, policy.review_recall))}
+    return Thresholds(t_block, min(t_block, threshold_for_recall(s, policy.review_recall)))
 
 
-def decide(probs: np.ndarray, classes: list[str], policy: Policy, thresholds: dict[str, float]) -> np.ndarray:
+def decide(probs: np.ndarray, classes: list[str], policy: Policy, thresholds: Thresholds) -> np.ndarray:
     """One decision per row of ``probs`` (``allow``, ``review`` or ``block``)."""
     s = block_score(probs, classes, policy)
     fallback = np.array([policy.group(classes[k]) for k in probs.argmax(1)] if len(probs) else [], dtype=object)
     fallback[fallback == "block"] = "review"
-    out = np.where(s >= thresholds["t_block"], "block", np.where(s >= thresholds["t_review"], "review", fallback))
+    out = np.where(s >= thresholds.t_block, "block", np.where(s >= thresholds.t_review, "review", fallback))
     return out.astype(object)
 
 
@@ -137,15 +152,11 @@ def operating_point(
     y = np.asarray(y, int)
     pos = np.isin(y, [classes.index(c) for c in policy.block])
     point = _rates(decisions, pos)
-    rng = np.random.default_rng(seed)
-    boots = [_rates(decisions[i], pos[i]) for i in rng.integers(0, len(y), (n_boot, len(y)))] if len(y) else []
+    boots = [_rates(decisions[i], pos[i]) for i in bootstrap_indices(len(y), n_boot, seed)] if len(y) else []
     out: dict[str, Any] = {"n": len(y)}
     for k, v in point.items():
-        vals = np.array([b[k] for b in boots], float)
-        vals = vals[np.isfinite(vals)]
-        ci = np.quantile(vals, [0.025, 0.975]).tolist() if len(vals) else [None, None]
         out[k] = None if math.isnan(v) else v
-        out[f"{k}_ci95"] = ci
+        out[f"{k}_ci95"] = percentile_interval([b[k] for b in boots])
     out["by_class"] = {
         c: {d: int(((y == k) & (decisions == d)).sum()) for d in DECISIONS} for k, c in enumerate(classes)
     }
@@ -153,7 +164,7 @@ def operating_point(
 
 
 def fit_policy(
-    run_dir: Path | str,
+    run_dir: Path | str | RunDir,
     classes: list[str],
     val: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
@@ -162,11 +173,11 @@ def fit_policy(
     n_boot: int = 1000,
 ) -> dict[str, Any]:
     """Choose the thresholds on ``val`` = (probabilities, labels), state the operating point on ``val`` and
-    ``test``, and write ``RUN_DIR/policy.json`` (read by ``nsfw-lab predict``)."""
+    ``test``, and write the run's ``policy`` file (read by ``nsfw-lab predict``); returns its content."""
     t = choose_thresholds(val[0], val[1], classes, policy)
     result = {
         "policy": asdict(policy),
-        "thresholds": t,
+        "thresholds": t.to_dict(),
         "temperature": temperature,
         "chosen_on": "val",
         **{
@@ -174,38 +185,29 @@ def fit_policy(
             for name, (p, y) in (("val", val), ("test", test))
         },
     }
-    atomic_write_json(Path(run_dir) / FITTED, result)
+    files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    atomic_write_json(files.policy, result)
     return result
 
 
-def load_fitted(run_dir: Path | str) -> tuple[Policy, dict[str, float]] | None:
-    """The policy and thresholds ``nsfw-lab calibrate`` fitted for a run, or None."""
-    fitted = load_fitted_with_temperature(run_dir)
-    return fitted[:2] if fitted else None
+@dataclass(frozen=True)
+class FittedPolicy:
+    """A run's fitted policy: the groups, the thresholds and the temperature they were chosen at."""
+
+    policy: Policy
+    thresholds: Thresholds
+    temperature: float
 
 
-def load_fitted_with_temperature(run_dir: Path | str) -> tuple[Policy, dict[str, float], float] | None:
-    """:func:`load_fitted` plus the temperature the thresholds were chosen at (one read of ``policy.json``)."""
-    path = Path(run_dir) / FITTED
-    if not path.is_file():
-        return None
+def load_fitted(run_dir: Path | str) -> FittedPolicy | None:
+    """The policy ``nsfw-lab calibrate`` fitted for a run (one read of its ``policy`` file), or None."""
+    path = RunDir(run_dir).policy
     try:
-        d = json.loads(path.read_text())
+        d = read_json(path)
+        if d is None:
+            return None
         p = Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()})
-        return p, {k: float(v) for k, v in d["thresholds"].items()}, float(d.get("temperature", 1.0))
-    except (ValueError, KeyError, TypeError) as exc:
+        t = d["thresholds"]
+        return FittedPolicy(p, Thresholds(float(t["t_block"]), float(t["t_review"])), float(d.get("temperature", 1.0)))
+    except (ValueError, KeyError, TypeError, NsfwLabError) as exc:
         raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None
-
-
-def calibrate_and_fit(
-    run_dir: Path | str, policy: Policy | None = None, device: str = "auto", progress: bool = True, n_boot: int = 1000
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``nsfw-lab calibrate``: fit the temperature on val, then the policy's thresholds on the *calibrated* val
-    probabilities; writes ``calibration.json`` and ``policy.json`` into the run; returns both results."""
-    from nsfw_lab.calibration import calibrate_run, probabilities
-
-    cal, data = calibrate_run(run_dir, device, progress)
-    classes = json.loads((Path(run_dir) / "config.json").read_text())["classes"]
-    t = cal["temperature"]
-    val, test = ((probabilities(lg, t), y) for lg, y in (data["val"], data["test"]))
-    return cal, fit_policy(run_dir, classes, val, test, policy or load_policy(), t, n_boot)

@@ -3,9 +3,10 @@
 The exported graph takes what the data path gives: ``images``, uint8 ``(N, 3, H, W)`` RGB after the eval
 transform (short side resized to ``round(H / 0.875)``, centre crop), and normalises inside, like
 :class:`nsfw_lab.models.NsfwModel`; it returns ``logits`` ``(N, classes)`` before temperature scaling.
-Beside the file, ``<file>.json`` records the classes, input, checkpoint (with its SHA-256, so a stale
-export is refused) and the parity measured at export: softmax probabilities of the export against the
-eager fp32 model on validation images at batch 1 and batch 8; above ``1e-4`` the export is not written.
+Beside the file, a record (``<file>.json``, :func:`nsfw_lab.rundir.export_record`) holds the classes,
+input, checkpoint (with its SHA-256, so a stale export is refused) and the parity measured at export:
+softmax probabilities of the export against the eager fp32 model on validation images at batch 1 and
+batch 8; above ``1e-4`` the export is not written.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import torch
 
 from nsfw_lab import __version__
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.fsutil import atomic_write_json, read_json
-from nsfw_lab.runs import LoadedRun, load_run
-from nsfw_lab.train.engine import BEST, LAST
+from nsfw_lab.evaluate.loading import LoadedRun, load_run
+from nsfw_lab.rundir import EXPORT_FORMATS, RunDir, export_record
+from nsfw_lab.utils.fsutil import atomic_write_json, read_json
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 8)
 OPSET = 18
@@ -137,15 +137,15 @@ def max_prob_diff(reference: Any, candidate: Any, images: torch.Tensor, batches:
 
 
 def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, checkpoint: str = "best") -> dict:
-    """Export ``run_dir``'s model (see the module docstring); returns the sidecar's content, whose ``path``
-    is the written file (default ``RUN_DIR/export/model.onnx`` or ``model.torchscript.pt``)."""
-    if fmt not in FORMATS:
-        raise NsfwLabError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
+    """Export ``run_dir``'s model (see the module docstring); returns the record's content, whose ``path``
+    is the written file (default: the run folder's ``export/model.onnx`` or ``export/model.torchscript.pt``)."""
+    if fmt not in EXPORT_FORMATS:
+        raise NsfwLabError(f"unknown export format {fmt!r}; choose {' or '.join(EXPORT_FORMATS)}")
     run = load_run(run_dir, checkpoint, device="cpu")
     model = run.model.float().eval()
-    path = Path(out) if out else run.run_dir / "export" / FORMATS[fmt]
+    path = Path(out) if out else run.files.export(fmt)
     images, source = parity_images(run)
-    ck = run.run_dir / (BEST if checkpoint == "best" else LAST)
+    ck = run.files.checkpoint(checkpoint)
     info: dict[str, Any] = {
         "format": fmt,
         "path": str(path),
@@ -157,7 +157,7 @@ def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, che
         "input": {"name": "images", "dtype": "uint8", "layout": "NCHW RGB", "size": run.image_size,
                   "batch": "dynamic", "preprocessing": "eval transform: resize short side, centre crop; "
                   "normalised inside the graph"},
-        "output": {"name": "logits", "note": "before temperature scaling (see calibration.json)"},
+        "output": {"name": "logits", "note": "before temperature scaling (`nsfw-lab calibrate` fits it)"},
         "versions": {"nsfw_lab": __version__, "torch": torch.__version__},
     }  # fmt: skip
     if fmt == "onnx":
@@ -178,17 +178,12 @@ def export_run(run_dir: Path | str, fmt: str, out: Path | str | None = None, che
             )
         info["parity"] = {"max_abs_prob_diff": diff, "tolerance": PARITY_TOLERANCE,
                           "batches": list(PARITY_BATCHES), "images": f"{len(images)} {source}"}  # fmt: skip
-        sidecar(path).unlink(missing_ok=True)  # between the two renames the pair is incomplete, never mismatched
+        export_record(path).unlink(missing_ok=True)  # between the renames the pair is incomplete, never mismatched
         staged.replace(path)
-        atomic_write_json(sidecar(path), info)
+        atomic_write_json(export_record(path), info)
     finally:
         staged.unlink(missing_ok=True)
     return info
-
-
-def sidecar(path: Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.json``."""
-    return path.with_name(path.name + ".json")
 
 
 @dataclass
@@ -202,13 +197,19 @@ class ExportedRun:
     image_size: int
     device: torch.device
 
+    @property
+    def files(self) -> RunDir:
+        """The run folder's files."""
+        return RunDir(self.run_dir)
+
 
 def load_exported_run(run_dir: Path | str, fmt: str = "onnx", path: Path | str | None = None) -> ExportedRun:
-    """The run's export in ``fmt`` (default file ``RUN_DIR/export/model.onnx`` or ``model.torchscript.pt``) for
-    ``predict``; refused when its checkpoint has changed since the export."""
-    run = Path(run_dir)
-    path = Path(path) if path else run / "export" / FORMATS[fmt]
-    meta = sidecar(path)
+    """The run's export in ``fmt`` (default: the run folder's ``export/model.onnx`` or ``model.torchscript.pt``)
+    for ``predict``; refused when its checkpoint has changed since the export."""
+    files = RunDir(run_dir)
+    run = files.path
+    path = Path(path) if path else files.export(fmt)
+    meta = export_record(path)
     if not path.is_file() or not meta.is_file():
         raise NsfwLabError(f"{path}: no export (with {meta.name}); run `nsfw-lab export --run {run} --format {fmt}`")
     info = read_json(meta)
@@ -219,7 +220,10 @@ def load_exported_run(run_dir: Path | str, fmt: str = "onnx", path: Path | str |
         raise NsfwLabError(f"{meta}: not an nsfw-lab export record; export again (`nsfw-lab export`)") from None
     if fmt_saved != fmt:
         raise NsfwLabError(f"{path}: exported as {fmt_saved}, not {fmt}")
-    ck = run / (BEST if checkpoint == "best" else LAST)
+    try:
+        ck = files.checkpoint(checkpoint)
+    except NsfwLabError:
+        raise NsfwLabError(f"{meta}: not an nsfw-lab export record; export again (`nsfw-lab export`)") from None
     if not ck.is_file() or sha256_file(ck) != digest:
         raise NsfwLabError(f"{path}: exported from an older {ck.name}; export again (`nsfw-lab export --run {run}`)")
     return ExportedRun(run, load_exported(path, fmt), classes, checkpoint, size, torch.device("cpu"))

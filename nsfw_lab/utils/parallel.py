@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from nsfw_lab.progress import tqdm
+from nsfw_lab.utils.progress import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")

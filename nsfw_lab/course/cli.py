@@ -1,0 +1,41 @@
+"""The course's command: ``study`` (every notebook through papermill into ``reports/<profile>/``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nsfw_lab import config
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.utils.cli import Subparsers
+
+
+def _study(a: argparse.Namespace) -> None:
+    from nsfw_lab.course.runner import run_study
+
+    results = run_study(a.profile, a.data, a.only, a.out, a.device)
+    failed = [r for r in results if not r.ok]
+    print(
+        f"{len(results) - len(failed)} of {len(results)} notebooks ran; report index in "
+        f"{Path(a.out or config.REPORTS_DIR / a.profile) / 'index.html'}"
+    )
+    if failed:
+        raise NsfwLabError("failed: " + "; ".join(f"{r.notebook} (cell {r.cell}): {r.error}" for r in failed))
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``study``."""
+    st = sub.add_parser(
+        "study",
+        help="run the course notebooks through papermill into reports/<profile>/",
+        description="Runs the notebooks in order (kernel nsfw-lab, parameters checked against each notebook's "
+        "parameters cell, a per-cell timeout), keeps going after a failure, then reports it (notebook, cell, error) "
+        "with exit status 2. Writes executed/, html/, metrics/, figures/, logs/, runs/ and index.html "
+        "(reports/README.md).",
+    )
+    st.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
+    st.add_argument("--data", help="a curated folder, or an ImageFolder to curate (default: the proxy)")
+    st.add_argument("--only", nargs="+", help="notebooks by number or name (00 or 00_data)")
+    st.add_argument("--out", help="report folder (default: reports/<profile>)")
+    st.add_argument("--device", help="auto, cpu or cuda (default: the profile's)")
+    st.set_defaults(func=_study)

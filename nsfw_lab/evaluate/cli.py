@@ -1,0 +1,168 @@
+"""The evaluate stage's commands: ``evaluate``, ``predict``, ``export`` and ``calibrate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nsfw_lab.config import SPLITS
+from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.rundir import CHECKPOINTS, EXPORT_FORMATS, RunDir
+from nsfw_lab.utils.cli import Subparsers, add_progress_flag
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate.scoring import evaluate_run
+
+    r = evaluate_run(a.run, a.split, a.checkpoint, a.data, a.batch_size, a.device, a.bootstrap, a.progress)
+    ci = lambda k: "" if r[k][0] is None else f" [{r[k][0]:.4f}, {r[k][1]:.4f}]"  # noqa: E731
+    print(
+        f"{a.split}: n={r['n']} accuracy {r['accuracy']:.4f}{ci('accuracy_ci95')}  "
+        f"macro-F1 {r['macro_f1']:.4f}{ci('macro_f1_ci95')}  -> {RunDir(a.run).evaluation(a.split)}"
+    )
+
+
+def _predict(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate.loading import load_run
+    from nsfw_lab.evaluate.predict import decision_rule, iter_predictions, write_rows
+    from nsfw_lab.utils.fsutil import atomic_open
+
+    if a.batch_size < 1:
+        raise NsfwLabError(f"--batch-size must be >= 1, not {a.batch_size}")
+
+    if a.engine == "torch":
+        run = load_run(a.run, a.checkpoint, a.device)
+    else:
+        from nsfw_lab.evaluate.export import load_exported_run
+
+        run = load_exported_run(a.run, a.engine, a.export)
+        print(f"note: {a.engine} export of {run.checkpoint}.pt, on the CPU (--checkpoint and --device apply to "
+              "--engine torch)", file=sys.stderr)  # fmt: skip
+    rule = decision_rule(run)
+    print(f"note: {rule.note}", file=sys.stderr)
+    rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
+    if a.output:
+        with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
+            n, bad = write_rows(rows, a.format, fh)
+        print(f"wrote {n} rows to {a.output}", file=sys.stderr)
+    else:
+        n, bad = write_rows(rows, a.format)
+    if bad:
+        print(f"warning: {bad} of {n} inputs could not be read (see the error column)", file=sys.stderr)
+    if n == 0 or bad == n:
+        raise NsfwLabError("no input could be classified")
+
+
+def _export(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate.export import export_run
+
+    info = export_run(a.run, a.format, a.out, a.checkpoint)
+    p = info["parity"]
+    print(
+        f"wrote {info['path']} ({info['format']}, dynamic batch); parity with eager fp32 on {p['images']}: "
+        f"max |Δp| {p['max_abs_prob_diff']:.1e} (tolerance {p['tolerance']:.0e})"
+    )
+
+
+def _calibrate(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate.calibration import calibrate_run
+    from nsfw_lab.evaluate.policy import load_policy
+
+    done = calibrate_run(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap)
+    cal, pol, files = done.calibration, done.policy, RunDir(a.run)
+    t, m = cal["test"], pol["test"]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(
+        f"temperature {cal['temperature']:.3f} (val); test ECE {f(t['ece_before'])} -> {f(t['ece_after'])}, "
+        f"NLL {f(t['nll_before'])} -> {f(t['nll_after'])}"
+    )
+    print(
+        f"policy: block >= {pol['thresholds']['t_block']:.4f}, review >= {pol['thresholds']['t_review']:.4f}; test "
+        f"block recall {f(m['block_recall'])}, false-positive rate {f(m['false_positive_rate'])}, review rate "
+        f"{f(m['review_rate'])} -> {files.calibration}, {files.policy.name}"
+    )
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``evaluate``, ``predict``, ``export`` and ``calibrate``."""
+    run = RunDir("RUN")
+    exports = " or ".join(str(run.export(f)) for f in EXPORT_FORMATS)
+    e = sub.add_parser(
+        "evaluate",
+        help="metrics of a run on a split with 95%% intervals (writes its eval JSON and predictions CSV)",
+        description="Accuracy, balanced accuracy and macro-F1 with 95% bootstrap intervals over images, per-class "
+        "precision, recall and F1, the confusion matrix, one-vs-rest ROC-AUC and PR-AUC, written to "
+        f"{run.evaluation('test')} (for --split test), with one row per image (path, label, prediction, "
+        f"probabilities) in {run.predictions('test').name}. Serving speed is `nsfw-lab bench`'s job.",
+    )
+    e.add_argument("--run", required=True, help="run folder")
+    e.add_argument("--split", default="test", choices=SPLITS)
+    e.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    e.add_argument("--data", help="another curated folder with the same classes (default: the run's)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    add_progress_flag(e)
+    e.set_defaults(func=_evaluate)
+
+    q = sub.add_parser(
+        "predict",
+        help="class probabilities for image files and folders",
+        description="One row per input (folders are searched recursively): the prediction, a probability per class "
+        f"(temperature-scaled when {run.calibration.name} exists), `block_score` (P(block group)) and a "
+        f"`decision` (allow / review / block) from the run's {run.policy.name}; uncalibrated, block when "
+        "P(block group) >= 0.5, said on standard error. An unreadable file, or a folder without images, gets an "
+        "`error` in its own row and the rest go on; exit status 2 only when nothing could be classified. "
+        "`--engine onnx|torchscript` runs the run's export instead (the same rows; an export older than its "
+        "checkpoint is refused).",
+    )
+    q.add_argument("--run", required=True, help="run folder")
+    q.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    q.add_argument("--format", default="csv", choices=("csv", "jsonl"))
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="(--engine torch)")
+    q.add_argument("--device", default="auto", help="(--engine torch; exports run on the CPU)")
+    q.add_argument(
+        "--engine",
+        default="torch",
+        choices=("torch", "onnx", "torchscript"),
+        help="the checkpoint in PyTorch, or its `nsfw-lab export` through ONNX Runtime or TorchScript",
+    )
+    q.add_argument("--export", help=f"the exported file (default {exports})")
+    q.add_argument("--output", help="write here (atomically) instead of standard output")
+    add_progress_flag(q)
+    q.set_defaults(func=_predict)
+
+    x = sub.add_parser(
+        "export",
+        help="export a run's model to ONNX or TorchScript (checked against eager)",
+        description="uint8 (N, 3, H, W) RGB in (after the eval transform), normalisation inside, logits out, "
+        "dynamic batch. Written only if its probabilities are within 1e-4 of the eager fp32 model on validation "
+        "images at batch 1 and 8; a record beside it (<file>.json) holds the classes, the input, the checkpoint's "
+        "SHA-256 and the parity measured.",
+    )
+    x.add_argument("--run", required=True, help="run folder")
+    x.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
+    x.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    x.add_argument("--out", help=f"file to write (default {exports})")
+    x.set_defaults(func=_export)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling and the moderation policy's thresholds on val",
+        description=f"Temperature scaling fitted on val ({run.calibration.name}: T, ECE and NLL before and after on "
+        "val and test, reliability bins); then the policy's thresholds on the calibrated val probabilities for its "
+        "target recall of the block group, with an abstain band sent to review "
+        f"({run.policy.name}: thresholds; block recall and precision, false-positive, review and missed rates "
+        "with 95% CIs on val and test). The default policy: block = porn + hentai, review = sexy, allow = "
+        "neutral + drawings, target recall 0.95.",
+    )
+    c.add_argument(
+        "--run", required=True, help=f"run folder (writes {run.calibration.name} and {run.policy.name} in it)"
+    )
+    c.add_argument("--policy", help="policy TOML file (default: the packaged nsfw_lab/evaluate/policy.toml)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    add_progress_flag(c)
+    c.set_defaults(func=_calibrate)

@@ -1,1 +1,0 @@
-"""Small, fast experiments behind the theory notebooks (residual learning on scikit-learn's digits)."""
