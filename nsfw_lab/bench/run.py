@@ -19,8 +19,6 @@ from nsfw_lab.bench.report import GOALS, met, write
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models.names import MODELS
 
-FULL_MODELS = MODELS  # the full bench covers every architecture
-
 
 @dataclass(frozen=True)
 class BenchSettings:
@@ -46,7 +44,7 @@ class BenchSettings:
         if quick:
             s = cls(True, 16, 16, 3, "resnet18", 112, 16, 4, 3, ("resnet50",), 5, 3, 24)
         else:
-            s = cls(False, 60, 32, 5, "resnet18", 224, 32, 6, 5, FULL_MODELS, 9, 5, 40)
+            s = cls(False, 60, 32, 5, "resnet18", 224, 32, 6, 5, MODELS, 9, 5, 40)
         if models:
             if "resnet50" not in models:
                 raise NsfwLabError("--models must include resnet50 (onnx_latency_ratio is measured on it)")

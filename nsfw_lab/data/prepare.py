@@ -24,7 +24,7 @@ def _same(path: Path, expected: dict) -> bool:
     """True when the JSON at ``path`` has every key of ``expected`` with the same value."""
     try:
         have = read_json(path) or {}
-    except NsfwLabError:
+    except (OSError, NsfwLabError):
         return False
     expected = json.loads(json.dumps(expected))
     return all(have.get(k) == v for k, v in expected.items())

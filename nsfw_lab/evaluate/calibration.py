@@ -123,8 +123,8 @@ def calibrate_run(
         "test": summary(test.outputs, test.labels, t),
     }
     atomic_write_json(run.files.calibration, calibration)
-    probs = {s.split: (probabilities(s.outputs, t), s.labels) for s in (val, test)}
-    fitted = fit_policy(run.files, run.classes, probs["val"], probs["test"], policy or load_policy(), t, n_boot)
+    val_p, test_p = ((probabilities(s.outputs, t), s.labels) for s in (val, test))
+    fitted = fit_policy(run.run_dir, run.classes, val_p, test_p, policy or load_policy(), t, n_boot)
     return Calibrated(calibration, fitted)
 
 

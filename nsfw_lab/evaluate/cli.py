@@ -37,8 +37,9 @@ def _predict(a: argparse.Namespace) -> None:
         from nsfw_lab.evaluate.export import load_exported_run
 
         run = load_exported_run(a.run, a.engine, a.export)
-        print(f"note: {a.engine} export of {run.checkpoint}.pt, on the CPU (--checkpoint and --device apply to "
-              "--engine torch)", file=sys.stderr)  # fmt: skip
+        source = run.files.checkpoint(run.checkpoint).name
+        print(f"note: {a.engine} export of {source}, on the CPU (--checkpoint and --device apply to --engine torch)",
+              file=sys.stderr)  # fmt: skip
     rule = decision_rule(run)
     print(f"note: {rule.note}", file=sys.stderr)
     rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
@@ -84,6 +85,13 @@ def _calibrate(a: argparse.Namespace) -> None:
     )
 
 
+def _inference_flags(p: argparse.ArgumentParser) -> None:
+    """What ``evaluate`` and ``calibrate`` share: the device, the bootstrap's resamples, the progress bar."""
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    add_progress_flag(p)
+
+
 def add_parser(sub: Subparsers) -> None:
     """Register ``evaluate``, ``predict``, ``export`` and ``calibrate``."""
     run = RunDir("RUN")
@@ -101,9 +109,7 @@ def add_parser(sub: Subparsers) -> None:
     e.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
     e.add_argument("--data", help="another curated folder with the same classes (default: the run's)")
     e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    add_progress_flag(e)
+    _inference_flags(e)
     e.set_defaults(func=_evaluate)
 
     q = sub.add_parser(
@@ -126,7 +132,7 @@ def add_parser(sub: Subparsers) -> None:
     q.add_argument(
         "--engine",
         default="torch",
-        choices=("torch", "onnx", "torchscript"),
+        choices=("torch", *EXPORT_FORMATS),
         help="the checkpoint in PyTorch, or its `nsfw-lab export` through ONNX Runtime or TorchScript",
     )
     q.add_argument("--export", help=f"the exported file (default {exports})")
@@ -162,7 +168,5 @@ def add_parser(sub: Subparsers) -> None:
         "--run", required=True, help=f"run folder (writes {run.calibration.name} and {run.policy.name} in it)"
     )
     c.add_argument("--policy", help="policy TOML file (default: the packaged nsfw_lab/evaluate/policy.toml)")
-    c.add_argument("--device", default="auto")
-    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    add_progress_flag(c)
+    _inference_flags(c)
     c.set_defaults(func=_calibrate)

@@ -164,7 +164,7 @@ def operating_point(
 
 
 def fit_policy(
-    run_dir: Path | str | RunDir,
+    run_dir: Path | str,
     classes: list[str],
     val: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
@@ -185,8 +185,7 @@ def fit_policy(
             for name, (p, y) in (("val", val), ("test", test))
         },
     }
-    files = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    atomic_write_json(files.policy, result)
+    atomic_write_json(RunDir(run_dir).policy, result)
     return result
 
 

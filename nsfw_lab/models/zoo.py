@@ -46,10 +46,6 @@ def checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _builder(name: str) -> Callable[..., nn.Module]:
-    return getattr(tvm, ARCHITECTURES[name].builder or "")
-
-
 def _weights_enum(name: str) -> Any:
     """torchvision's ImageNet weights of ``name`` (one-line error for the baseline, which has none)."""
     spec = ARCHITECTURES[name].imagenet
@@ -157,7 +153,8 @@ def build_model(
         stages: tuple[tuple[str, ...], ...] = tuple((f"features.{i}",) for i in range(len(widths)))
         head: tuple[str, ...] = ("classifier",)
     else:
-        builder, arch = _builder(name), ARCHITECTURES[name]
+        arch = ARCHITECTURES[name]
+        builder: Callable[..., nn.Module] = getattr(tvm, str(arch.builder))
         kwargs = {}
         if name == "inception_v3":  # explicit, never left to the builder's defaults
             google = w == "imagenet" or (from_file and meta.get("arch_kwargs", {}).get("transform_input", True))
