@@ -49,7 +49,14 @@ class Course:
     residual_depths: tuple[int, ...]  # 01: blocks per network (plain and residual)
     residual_epochs: int  # 01: epochs per network
     baseline_epochs: int  # 02, and 06's shortcut runs: the hand-written CNN
-    finetune_epochs: int  # 03: stage-1 epochs of the ResNets (the refine stage comes on top)
+    finetune_model: str  # 03: the network of the transfer lesson (pretrained vs scratch, probe, two-stage, batch)
+    finetune_px: int  # 03: its input (112 px: a 7x7 Grad-CAM map at stride 16)
+    finetune_epochs: int  # 03: epochs of a pretrained fine-tune (stage 1 of the two-stage recipe)
+    scratch_epochs: int  # 03: epochs of the same network from random weights (its best chance in the budget)
+    sweep_per_class: tuple[int, ...]  # 03: training images per class of the transfer curve's linear probes
+    scratch_sweep_per_class: tuple[int, ...]  # 03: ... and of its from-scratch runs (each a full training)
+    resnet_px: int  # 03: input of the ResNet-50/101 runs
+    resnet_epochs: int  # 03: their stage-1 epochs
     inception_px: int  # 04: InceptionV3's input (299 as published; smaller ones drop the auxiliary head)
     inception_epochs: int  # 04
     ablation_model: str  # 05: the base model the augmentations are added to
@@ -63,11 +70,13 @@ class Profile:
     per_class: int  # proxy images per class
     proxy_px: int  # short side of generated proxy images
     short_side: int  # short side of the curated cache
-    image_size: int  # input of the CNNs trained at the profile's reduced size: baseline, ResNets, ablation
+    image_size: int  # input of the CNNs trained at the profile's reduced size: baseline, ablation
     epochs: int  # epochs of a run no notebook sets otherwise (00's leakage runs, 05's ablation runs)
     batch_size: int
     max_steps: int | None  # cap on optimiser steps per run of the large models (None = no cap)
     seeds: tuple[int, ...]  # seeds for repeated experiments (ablations)
+    val_fraction: float  # share of the curated images in the validation split
+    test_fraction: float  # ... and in the test split (the cpu profile: >= 1,000 images each)
     device: str  # "auto" picks CUDA when present
     weights: str  # "imagenet" when the weights can be had, else "none"
     course: Course  # the notebooks' own sizes
@@ -76,7 +85,8 @@ class Profile:
         """Plain-typed view (for JSON and papermill parameters)."""
         d = asdict(self)
         d["seeds"] = list(self.seeds)
-        d["course"]["residual_depths"] = list(self.course.residual_depths)
+        for k in ("residual_depths", "sweep_per_class", "scratch_sweep_per_class"):
+            d["course"][k] = list(getattr(self.course, k))
         return d
 
 
@@ -91,15 +101,24 @@ PROFILES: dict[str, Profile] = {
         batch_size=16,
         max_steps=4,
         seeds=(0,),
+        val_fraction=0.1,
+        test_fraction=0.1,
         device="cpu",
-        weights="none",
+        weights="imagenet",  # EfficientNet-Lite0's ship with a package; the ResNets fall back offline
         course=Course(
             leakage_px=56,
             leakage_batch=16,
             residual_depths=(2, 8),
             residual_epochs=3,
             baseline_epochs=6,  # enough to beat chance in CI
+            finetune_model="efficientnet_lite0",
+            finetune_px=56,
             finetune_epochs=1,
+            scratch_epochs=1,
+            sweep_per_class=(2, 5),
+            scratch_sweep_per_class=(5,),
+            resnet_px=56,
+            resnet_epochs=1,
             inception_px=75,  # InceptionV3's minimum
             inception_epochs=2,  # capped by max_steps
             ablation_model="baseline",
@@ -107,7 +126,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu",
-        per_class=200,
+        per_class=600,
         proxy_px=128,
         short_side=128,
         image_size=64,  # reduced for 2 cores
@@ -115,15 +134,24 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         max_steps=None,
         seeds=(0, 1, 2),
+        val_fraction=0.36,  # >= 1,000 validation and test images: a paired test that can see 0.05
+        test_fraction=0.36,
         device="auto",
-        weights="none",
+        weights="imagenet",
         course=Course(
             leakage_px=64,
             leakage_batch=32,
             residual_depths=(2, 8, 20, 40),
             residual_epochs=30,
             baseline_epochs=8,
+            finetune_model="efficientnet_lite0",
+            finetune_px=112,
             finetune_epochs=3,
+            scratch_epochs=6,
+            sweep_per_class=(10, 25, 50, 100),
+            scratch_sweep_per_class=(25,),
+            resnet_px=64,
+            resnet_epochs=2,
             inception_px=96,
             inception_epochs=4,
             ablation_model="baseline",  # 21 runs must fit on 2 cores
@@ -139,6 +167,8 @@ PROFILES: dict[str, Profile] = {
         batch_size=128,
         max_steps=None,
         seeds=(0, 1, 2),
+        val_fraction=0.1,
+        test_fraction=0.1,
         device="auto",
         weights="imagenet",
         course=Course(
@@ -147,7 +177,14 @@ PROFILES: dict[str, Profile] = {
             residual_depths=(2, 8, 20, 40),
             residual_epochs=30,
             baseline_epochs=30,
+            finetune_model="resnet50",
+            finetune_px=224,
             finetune_epochs=30,
+            scratch_epochs=30,
+            sweep_per_class=(10, 25, 50, 100, 400),
+            scratch_sweep_per_class=(10, 25, 50, 100, 400),
+            resnet_px=224,
+            resnet_epochs=30,
             inception_px=299,
             inception_epochs=30,
             ablation_model="resnet50",

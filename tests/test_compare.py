@@ -12,6 +12,7 @@ from nsfw_lab.course.findings import study_findings
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.loading import load_run
+from nsfw_lab.evaluate.metrics import independent_difference, paired_macro_f1_difference, verdict
 from nsfw_lab.evaluate.scoring import evaluate_run
 from nsfw_lab.models import count_parameters
 from nsfw_lab.train import fit
@@ -66,7 +67,9 @@ def test_findings_are_computed_from_the_recorded_metrics(tmp_path: Path) -> None
     r.record("setup", {"seeds": [0, 1, 2]})
     c = Report("08_comparison", "smoke", tmp_path)
     c.record("reference", "B")
-    c.record("paired", {"A": {"delta": 0.2, "ci95": [0.05, 0.31]}, "C": {"delta": 0.05, "ci95": [-0.04, 0.12]}})
+    c.record("paired", {
+        "A": {"delta": 0.2, "ci95": [0.05, 0.31]}, "C": {"delta": 0.05, "ci95": [-0.04, 0.12], "detectable": 0.09}
+    })  # fmt: skip
     Report("04_inception_v3", "smoke", tmp_path).record("other", 1)
     f = {x["notebook"]: x["finding"] for x in study_findings(Report("08_comparison", "smoke", tmp_path))}
     assert f["02_baseline_cnn"] == "test accuracy 0.410 [0.30, 0.52], above chance (0.2)"
@@ -75,8 +78,8 @@ def test_findings_are_computed_from_the_recorded_metrics(tmp_path: Path) -> None
         "(3 seeds)"
     )
     assert f["08_comparison"] == (
-        "best on val: B; paired test macro-F1 difference vs A +0.200 [+0.05, +0.31] (differs); "
-        "vs C +0.050 [-0.04, +0.12] (no evidence of a difference)"
+        "best on val: B; paired test macro-F1 difference vs A +0.200 [+0.05, +0.31] (better); "
+        "vs C +0.050 [-0.04, +0.12] (no detectable difference (could detect 0.090))"
     )
     assert f["00_data"] == "not run" and f["04_inception_v3"] == "not recorded (inception missing: rerun the notebook)"
     g = Report("06_gradcam_error_analysis", "smoke", tmp_path)
@@ -108,8 +111,54 @@ def test_paired_difference_is_paired(tmp_path: Path) -> None:
     # bad: F1(a) = 2*10 / (2*10 + 10) = 2/3, F1(b) = 2*20 / (2*20 + 10) = 4/5 -> macro-F1 11/15
     assert d["n"] == 40 and d["delta"] == pytest.approx(1 - 11 / 15)
     assert 0 < d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+    assert d["detectable"] == pytest.approx(2.8016 * d["se"], rel=1e-4) and verdict(d) == "helps"
     same = paired_difference(tmp_path / "good", tmp_path / "other", n_boot=50)
     assert same["delta"] == 0 and same["ci95"] == [0.0, 0.0]  # identical predictions: no difference on any resample
+    assert same["detectable"] == 0 and verdict(same) == "no difference (the same predictions on every image)"
     (tmp_path / "other" / "predictions_test.csv").write_text(header + "x.jpg,a,a\n")
     with pytest.raises(NsfwLabError, match="not tested on the same images"):
         paired_difference(tmp_path / "good", tmp_path / "other")
+
+
+def test_detectable_difference_shrinks_with_the_test_set_and_verdicts_follow_it() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for n in (100, 1000):
+        y = rng.integers(0, 5, n)
+        a = np.where(rng.random(n) < 0.85, y, (y + 1) % 5)  # 85% right
+        b = np.where(rng.random(n) < 0.80, y, (y + 2) % 5)  # 80% right, independently
+        d = paired_macro_f1_difference(y, a, b, list(range(5)), n_boot=400)
+        sizes[n] = d["detectable"]
+    # a standard error shrinks as 1/sqrt(n): ten times the images, about a third of the detectable size
+    assert 0.25 < sizes[1000] / sizes[100] < 0.42 and sizes[1000] < 0.06
+    assert verdict({"delta": 0.02, "ci95": [-0.01, 0.05], "detectable": 0.04}) == (
+        "no detectable difference (could detect 0.040)"
+    )
+    assert verdict({"delta": -0.1, "ci95": [-0.15, -0.05]}, "better", "worse") == "worse"
+
+
+def test_independent_difference_of_two_test_sets() -> None:
+    import numpy as np
+    from sklearn.metrics import accuracy_score
+
+    y1, y2 = np.zeros(1000, int), np.zeros(800, int)
+    p1 = (np.arange(1000) % 10 == 0).astype(int)  # 90% right
+    p2 = (np.arange(800) % 5 == 0).astype(int)  # 80% right
+    d = independent_difference((y1, p1), (y2, p2), accuracy_score, n_boot=500)
+    assert d["delta"] == pytest.approx(0.1) and d["n"] == [1000, 800]
+    se = (0.9 * 0.1 / 1000 + 0.8 * 0.2 / 800) ** 0.5  # two independent binomial proportions
+    assert d["se"] == pytest.approx(se, rel=0.15) and d["ci95"][0] > 0 and verdict(d) == "helps"
+
+
+def test_resampled_macro_f1_equals_scikit_learn_on_every_resample() -> None:
+    import numpy as np
+
+    from nsfw_lab.evaluate.metrics import bootstrap_indices, macro_f1, resampled_macro_f1
+
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 5, 60), rng.integers(0, 4, 60)  # class 4 never predicted; tiny resamples miss classes
+    idx = bootstrap_indices(60, 50, seed=2)
+    fast = resampled_macro_f1(y, p, 5, idx)
+    assert np.allclose(fast, [macro_f1(y[i], p[i], list(range(5))) for i in idx], atol=1e-12)

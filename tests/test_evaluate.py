@@ -107,7 +107,7 @@ def test_predict_cli_streams_jsonl(tiny_run: Path, small_curated: Path, capsys: 
 
 
 def test_evaluate_on_a_view_of_the_data(tiny_run: Path, small_curated: Path, tmp_path: Path) -> None:
-    from nsfw_lab.course.leakage_lesson import random_split_view
+    from nsfw_lab.data.views import random_split_view
 
     view = random_split_view(small_curated, tmp_path / "view")
     r = evaluate_run(tiny_run, "test", data=view, n_boot=20, progress=False)

@@ -1,12 +1,14 @@
-"""The leakage lesson's random per-file split: same images and class sizes, groups now straddle splits."""
+"""Views of a curated folder: the leakage lesson's random per-file split (same images and class sizes, groups
+now straddle splits) and the training-subset view (fewer train/val images per class, test untouched)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
-from nsfw_lab.course.leakage_lesson import group_leakage, random_split_view
+from nsfw_lab.course.leakage_lesson import group_leakage
 from nsfw_lab.data.dataset import CuratedImageDataset, read_curated
+from nsfw_lab.data.views import random_split_view, subset_view
 
 
 def test_random_view_keeps_images_and_sizes_but_leaks_groups(default_curated: Path, tmp_path: Path) -> None:
@@ -25,6 +27,23 @@ def test_random_view_keeps_images_and_sizes_but_leaks_groups(default_curated: Pa
         random_split_view(default_curated, tmp_path / "again", seed=1).joinpath("manifest.csv").read_bytes()
         == (view / "manifest.csv").read_bytes()
     )
+
+
+def test_subset_view_caps_train_and_val_per_class_and_keeps_test(default_curated: Path, tmp_path: Path) -> None:
+    _, rows = read_curated(default_curated)
+    small = subset_view(default_curated, tmp_path / "s10", train_per_class=10, val_per_class=5, seed=3)
+    big = subset_view(default_curated, tmp_path / "s25", train_per_class=25, val_per_class=5, seed=3)
+    _, srows = read_curated(small)
+    _, brows = read_curated(big)
+    per = Counter((r["split"], r["class"]) for r in srows)
+    assert {n for (split, _), n in per.items() if split == "train"} == {10}
+    assert {n for (split, _), n in per.items() if split == "val"} == {5}
+    test = sorted(r["sha256"] for r in rows if r["split"] == "test")
+    assert sorted(r["sha256"] for r in srows if r["split"] == "test") == test  # the same test images
+    train_small = {r["sha256"] for r in srows if r["split"] == "train"}
+    assert train_small < {r["sha256"] for r in brows if r["split"] == "train"}  # nested: a smaller seed-3 subset
+    assert group_leakage(small)["test_images_with_group_in_train"] == 0  # splits untouched: nothing leaks
+    assert len(CuratedImageDataset(small, "train")) == 50
 
 
 def test_course_plots_name_the_data_and_draw_every_class(default_curated: Path) -> None:

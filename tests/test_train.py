@@ -236,11 +236,17 @@ def test_gradient_accumulation_matches_the_big_batch() -> None:
 
 def test_effective_batch_and_linear_lr_scaling() -> None:
     c = make_config(data="d", out="o", batch_size=32, effective_batch=512, lr=0.1, lr_scale="linear")
-    r = resolve(c, world_size=2, cuda=False)
+    r = resolve(c, world_size=2, cuda=False, amx=False)
     assert r.accum == 8 and r.effective_batch == 512 and r.lr == pytest.approx(0.2)
     assert r.amp == "off" and r.channels_last is False
-    g = resolve(make_config(data="d", out="o"), world_size=1, cuda=True)
+    g = resolve(make_config(data="d", out="o"), world_size=1, cuda=True, amx=False)
     assert g.amp == "bf16" and g.channels_last is True
+    amx = resolve(make_config(data="d", out="o"), world_size=1, cuda=False, amx=True)  # a CPU with AMX-BF16
+    assert amx.amp == "bf16" and amx.channels_last is True
+    forced = resolve(make_config(data="d", out="o", amp="off", channels_last=False), 1, cuda=False, amx=True)
+    assert forced.amp == "off" and forced.channels_last is False
+    lite = resolve(make_config(data="d", out="o", model="efficientnet_lite0"), 1, cuda=False, amx=False)
+    assert lite.amp == "off" and lite.channels_last is True  # depthwise convs gain from it on any CPU
     art = make_config(data="d", out="o", preset="article")
     assert (art.model, art.recipe, art.effective_batch, art.lr_steps) == ("resnet101", "two-stage", 512, (20, 40, 80))
 

@@ -63,15 +63,18 @@ def best_on_val(found: dict[str, Path]) -> str:
 
 def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Test macro-F1 of run ``a`` minus run ``b`` on the same test images, with a *paired* bootstrap 95%
-    interval (:func:`nsfw_lab.evaluate.metrics.paired_macro_f1_difference`)."""
+    interval and the smallest difference it could detect (:func:`nsfw_lab.evaluate.metrics.paired_macro_f1_difference`;
+    :func:`nsfw_lab.evaluate.metrics.verdict` reads it)."""
     import numpy as np
 
     from nsfw_lab.evaluate.metrics import paired_macro_f1_difference
     from nsfw_lab.utils.fsutil import read_csv
 
     pa, pb = (read_csv(RunDir(r).predictions("test")) for r in (a, b))
-    if [r["path"] for r in pa] != [r["path"] for r in pb]:
+    by_name = {Path(r["path"]).name: r for r in pb}  # a view points at the same cached files by another path
+    if sorted(by_name) != sorted(Path(r["path"]).name for r in pa) or len(by_name) != len(pb):
         raise NsfwLabError(f"{a.name} and {b.name} were not tested on the same images; rerun their evaluation")
+    pb = [by_name[Path(r["path"]).name] for r in pa]
     classes = sorted({r["label"] for r in pa} | {r["prediction"] for r in pa + pb})
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[r["label"]] for r in pa])
@@ -79,9 +82,19 @@ def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> di
     return paired_macro_f1_difference(y, pred_a, pred_b, list(range(len(classes))), n_boot, seed)
 
 
-def paired_verdict(ci95: list[float]) -> str:
-    """``differs`` when the paired interval excludes 0, else ``no evidence of a difference``."""
-    return "differs" if ci95[0] > 0 or ci95[1] < 0 else "no evidence of a difference"
+def difference_row(label: str, diff: dict[str, Any], better: str = "helps", worse: str = "hurts") -> dict[str, Any]:
+    """One display row of a paired difference: the difference, its interval, the smallest difference the
+    comparison could detect and the verdict computed from them."""
+    from nsfw_lab.evaluate.metrics import verdict
+
+    lo, hi = diff["ci95"]
+    return {
+        "comparison": label,
+        "macro-F1 difference": round(diff["delta"], 3),
+        "paired 95% CI": [round(v, 3) for v in (lo, hi)] if lo is not None else None,
+        "detectable": None if diff.get("detectable") is None else round(diff["detectable"], 3),
+        "verdict": verdict(diff, better, worse),
+    }
 
 
 def run_row(name: str, run: Path, latency: bool = True) -> dict[str, Any]:

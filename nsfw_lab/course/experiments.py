@@ -10,30 +10,44 @@ from typing import Any, NamedTuple
 from nsfw_lab.config import Profile
 from nsfw_lab.course.report import Report
 from nsfw_lab.evaluate.scoring import evaluate_run
-from nsfw_lab.models import imagenet_file
 from nsfw_lab.rundir import RunDir
 from nsfw_lab.train import TrainConfig, fit
 from nsfw_lab.utils.fsutil import read_json
 
 
 def pick_weights(profile: Profile, model: str) -> tuple[str, str]:
-    """``("imagenet", note)`` when the profile asks for ImageNet weights and the file is in the torch cache,
-    else ``("none", note)``; the note says plainly what the choice means for the comparison."""
-    if model == "baseline":
-        return "none", "baseline CNN: random initial weights (there are no pretrained ones)."
-    if profile.weights == "imagenet":
-        path = imagenet_file(model)
-        if path.is_file():
-            return "imagenet", f"{model}: ImageNet weights from {path}."
+    """``("imagenet", note)`` when the profile asks for ImageNet weights and they can be had (the installed
+    package, torchvision's cache, or a download when online), else ``("none", note)``; the note says plainly
+    where the weights came from, or why the model starts from random weights and what that means."""
+    from nsfw_lab.errors import NsfwLabError
+    from nsfw_lab.models.names import ARCHITECTURES
+    from nsfw_lab.models.zoo import fetch_imagenet, imagenet_source
+
+    if ARCHITECTURES[model].imagenet is None:
+        return "none", f"{model}: random initial weights (there are no pretrained ones)."
+    if profile.weights != "imagenet":
         return "none", (
-            f"{model}: the profile asks for ImageNet weights but {path} is missing, so the model starts from "
-            "random weights. Expect much lower scores and slower learning than a real fine-tune; comparisons "
-            "between architectures then mostly measure how fast each trains from scratch."
+            f"{model}: random initial weights (profile {profile.name} does not use ImageNet weights). The "
+            "comparison is between architectures trained from scratch, not between fine-tuned models."
         )
-    return "none", (
-        f"{model}: random initial weights (profile {profile.name} does not use ImageNet weights). The comparison "
-        "is between architectures trained from scratch on little data, not between fine-tuned models."
-    )
+    try:
+        fetch_imagenet(model)
+    except NsfwLabError as e:
+        return "none", (
+            f"{model}: RANDOM initial weights — the profile asks for ImageNet weights but {e}. Expect much lower "
+            "scores and slower learning than a real fine-tune: its numbers measure training from scratch."
+        )
+    return "imagenet", f"{model}: ImageNet weights from {imagenet_source(model)}."
+
+
+def weights_table(profile: Profile, models: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """For each model, the weights it gets on this profile and machine and why (:func:`pick_weights`): what a
+    notebook prints once, before any comparison."""
+    out = {}
+    for m in models:
+        w, note = pick_weights(profile, m)
+        out[m] = {"weights": w, "note": note}
+    return out
 
 
 def optimizer_for(weights: str, model: str) -> dict[str, Any]:

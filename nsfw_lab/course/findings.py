@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nsfw_lab.course.ablation import verdict_line
-from nsfw_lab.course.compare import paired_verdict
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.evaluate.metrics import verdict
 
 
 def _ci(ci: list[float] | None) -> str:
@@ -43,13 +43,12 @@ def _baseline(m: dict[str, Any]) -> str:
     return f"test accuracy {t['accuracy']:.3f}{_ci(t['accuracy_ci95'])}, {beats} chance (0.2)"
 
 
-def _resnets(m: dict[str, Any]) -> str:
-    r = m["runs"]
-    one, two, deep = r["resnet50, one stage"], r["resnet50, two-stage"], r["resnet101, two-stage"]
-    return (
-        f"ResNet-50 macro-F1 {one['macro_f1']:.3f} one stage vs {two['macro_f1']:.3f} two-stage; "
-        f"ResNet-101 two-stage {deep['macro_f1']:.3f}{_ci(deep['macro_f1_ci95'])}"
-    )
+def _finetune(m: dict[str, Any]) -> str:
+    parts = []
+    for question, d in m["verdicts"].items():
+        lo, hi = d["ci95"]
+        parts.append(f"{question}: {d['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({d['verdict']})")
+    return "; ".join(parts)
 
 
 def _inception(m: dict[str, Any]) -> str:
@@ -93,7 +92,7 @@ def _comparison(m: dict[str, Any]) -> str:
     parts = []
     for name, p in paired.items():
         lo, hi = p["ci95"]
-        parts.append(f"vs {name} {p['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({paired_verdict(p['ci95'])})")
+        parts.append(f"vs {name} {p['delta']:+.3f} [{lo:+.2f}, {hi:+.2f}] ({verdict(p, 'better', 'worse')})")
     return f"best on val: {ref}; paired test macro-F1 difference " + "; ".join(parts)
 
 
@@ -101,7 +100,11 @@ FINDINGS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("00_data", "How much does a per-file random split inflate the score?", _data),
     ("01_residual_learning", "Do deep plain nets degrade where residual ones do not?", _residual),
     ("02_baseline_cnn", "Does the hand-written CNN learn the data?", _baseline),
-    ("03_resnet_finetune", "Freeze-and-refine vs one stage; ResNet-50 vs 101", _resnets),
+    (
+        "03_finetune",
+        "Does ImageNet pretraining help; probe, refine, learning rate, big batch; ResNet-50 vs 101?",
+        _finetune,
+    ),
     ("04_inception_v3", "InceptionV3 with its auxiliary loss", _inception),
     ("05_augmentation_ablation", "Do the article's augmentations help?", _ablation),
     (

@@ -1,45 +1,17 @@
-"""The leakage lesson's counter-example: the same curated images re-split per file at random.
+"""The leakage lesson: how much of a test split shares groups with train, and the gap it makes.
 
-This is what the original scraper pipeline does (N random files per class to test). Galleries and
-near-duplicate reposts then straddle train and test, and test scores go up for the wrong reason.
-:func:`random_split_view` writes such a split as a *view* (a manifest pointing at the curated cache,
-no image copied) that every nsfw-lab tool reads like a curated folder.
+The counter-example split is :func:`nsfw_lab.data.views.random_split_view` (what the original scraper pipeline
+does: N random files per class to test). Galleries and near-duplicate reposts then straddle train and test,
+and test scores go up for the wrong reason.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from nsfw_lab.data.curate import REPORT_NAME, read_report
 from nsfw_lab.data.dataset import read_curated
-from nsfw_lab.utils.fsutil import atomic_write_json, write_csv
-
-
-def random_split_view(curated: Path, out: Path, seed: int = 0) -> Path:
-    """Write ``out/manifest.csv``: ``curated``'s images with splits drawn per file at random, per class,
-    keeping each split's size per class; ``cached_path`` points into ``curated``."""
-    curated, out = Path(curated).resolve(), Path(out)
-    _, rows = read_curated(curated)
-    rng = np.random.default_rng(seed)
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_class[r["class"]].append(i)
-    new = [dict(r) for r in rows]
-    for idx in by_class.values():
-        splits = [rows[i]["split"] for i in idx]  # the same counts per split, shuffled over the files
-        for i, s in zip(idx, rng.permutation(splits), strict=True):
-            new[i]["split"] = str(s)
-    for r in new:
-        r["cached_path"] = str(curated / r["cached_path"])
-    header = list(rows[0].keys())
-    write_csv(out / "manifest.csv", header, ([r[k] for k in header] for r in new))
-    report = read_report(curated)
-    report["view"] = {"of": str(curated), "split": "random per file (group-unaware: leaky on purpose)"}
-    atomic_write_json(out / REPORT_NAME, report)
-    return out
 
 
 def group_leakage(root: Path) -> dict[str, float]:
@@ -57,3 +29,22 @@ def group_leakage(root: Path) -> dict[str, float]:
         "test_share_with_group_in_train": shared / max(1, len(test)),
         "groups_across_splits": sum(len(s) > 1 for s in groups_by_split.values()),
     }
+
+
+def leakage_gap(leaky_run: Path, clean_run: Path, n_boot: int = 1000) -> dict[str, Any]:
+    """Test accuracy of the run on the random split minus the run on the group-aware split: two different test
+    sets, so each is resampled on its own (:func:`nsfw_lab.evaluate.metrics.independent_difference`); with the
+    interval, the detectable size and the verdict ("inflated" when the interval excludes zero)."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score
+
+    from nsfw_lab.evaluate.metrics import independent_difference, verdict
+    from nsfw_lab.rundir import RunDir
+    from nsfw_lab.utils.fsutil import read_csv
+
+    def labelled(run: Path) -> tuple[np.ndarray, np.ndarray]:
+        rows = read_csv(RunDir(run).predictions("test"))
+        return np.array([r["label"] for r in rows]), np.array([r["prediction"] for r in rows])
+
+    d = independent_difference(labelled(leaky_run), labelled(clean_run), accuracy_score, n_boot)
+    return {**d, "verdict": verdict(d, "inflated by the leak", "lower with the leak")}

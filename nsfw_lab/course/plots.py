@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from nsfw_lab.config import CLASSES
+
 
 def image_grid(root: Path, rows: list[dict[str, str]], classes: Sequence[str], per_class: int, title: str) -> Any:
     """``per_class`` images of each class (one row per class) from manifest ``rows`` of a curated folder."""
@@ -241,4 +243,25 @@ def pointing_game(measured: dict[str, dict[str, Any]], target: float, title: str
     fig = bars_with_ci(labels, vals, cis, title, "hit rate")
     fig.axes[0].axhline(target, color="grey", linestyle="--", linewidth=1)
     fig.axes[0].tick_params(axis="x", labelsize=6)
+    return fig
+
+
+def transfer_curve(rows: list[dict[str, Any]], title: str) -> Any:
+    """Test macro-F1 (with 95% intervals) against training images per class, one line per initialisation."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for init in dict.fromkeys(r["init"] for r in rows):
+        mine = sorted((r for r in rows if r["init"] == init), key=lambda r: r["train images"])
+        x = np.array([r["train images"] / len(CLASSES) for r in mine])
+        y = np.array([r["test macro-F1"] for r in mine])
+        err = [np.maximum(0, y - [r["macro-F1 95% CI"][0] for r in mine]),
+               np.maximum(0, np.array([r["macro-F1 95% CI"][1] for r in mine]) - y)]  # fmt: skip
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=4, label=init)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class (log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_ylim(0, 1)
+    ax.axhline(0.2, color="grey", lw=0.8, ls=":", label="chance (5 classes)")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
     return fig

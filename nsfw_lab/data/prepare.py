@@ -71,7 +71,7 @@ def prepare(
 ) -> Path:
     """Make the curated dataset for ``profile_name``; returns its folder."""
     profile = config.get_profile(profile_name)
-    ccfg = CurateConfig(seed=seed, short_side=profile.short_side)
+    ccfg = CurateConfig(seed=seed, short_side=profile.short_side, val=profile.val_fraction, test=profile.test_fraction)
     if data is None:
         raw = config.proxy_raw_dir(profile)
         scfg = SynthConfig(per_class=profile.per_class, size=profile.proxy_px, seed=seed)
@@ -102,5 +102,10 @@ def prepare_shortcut(
     for folder, scfg in ((raw, base), (twin, replace(base, draw_watermarks=False))):
         ensure_proxy(folder, scfg, progress)
     out = config.PROCESSED_DIR / f"proxy-{profile.name}-shortcut"
-    ensure_curated(raw, out, CurateConfig(seed=seed, short_side=profile.short_side), progress)
+    ensure_curated(
+        raw,
+        out,
+        CurateConfig(seed=seed, short_side=profile.short_side, val=profile.val_fraction, test=profile.test_fraction),
+        progress,
+    )
     return out, twin

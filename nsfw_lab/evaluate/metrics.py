@@ -51,18 +51,81 @@ def macro_f1(y: np.ndarray, p: np.ndarray, labels: list[int]) -> float:
     return float(f1_score(y, p, labels=labels, average="macro", zero_division=0))
 
 
+def resampled_macro_f1(y: np.ndarray, p: np.ndarray, k: int, resamples: np.ndarray) -> np.ndarray:
+    """Macro-F1 over labels ``0..k-1`` of every resample (rows of image indices) at once, from confusion counts:
+    the same numbers as :func:`macro_f1` (tested), a hundred times faster than one scikit-learn call each."""
+    y, p = np.asarray(y, dtype=np.int64), np.asarray(p, dtype=np.int64)
+    b = resamples.shape[0]
+    codes = (np.arange(b)[:, None] * k * k + y[resamples] * k + p[resamples]).ravel()
+    cm = np.bincount(codes, minlength=b * k * k).reshape(b, k, k)  # [resample, true, predicted]
+    tp = np.einsum("bii->bi", cm)
+    denom = cm.sum(2) + cm.sum(1)  # 2tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=denom > 0)
+    return f1.mean(1)
+
+
+Z_95, Z_POWER_80 = 1.959964, 0.841621  # two-sided 5% test; 80% power
+
+
+def _difference(delta: float, stats: np.ndarray, n: int | list[int]) -> dict[str, Any]:
+    """A difference with its bootstrap 95% interval, standard error and smallest detectable size."""
+    finite = stats[np.isfinite(stats)]
+    se = float(finite.std(ddof=1)) if len(finite) > 1 else None
+    return {
+        "delta": delta,
+        "ci95": percentile_interval(finite),
+        "se": se,
+        "detectable": None if se is None else (Z_95 + Z_POWER_80) * se,
+        "n": n,
+    }
+
+
 def paired_macro_f1_difference(
     y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, labels: list[int], n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
     """Macro-F1 of ``pred_a`` minus ``pred_b`` on the same images, with a *paired* bootstrap 95% interval (each
-    resample draws images and scores both on them): overlapping per-model intervals are not a test, this is."""
-    both = np.stack([np.asarray(pred_a), np.asarray(pred_b)], axis=1)
+    resample draws images and scores both on them): overlapping per-model intervals are not a test, this is.
 
-    def delta(yy: np.ndarray, pp: np.ndarray) -> float:
-        return macro_f1(yy, pp[:, 0], labels) - macro_f1(yy, pp[:, 1], labels)
+    ``detectable`` is the smallest true difference this comparison finds with 80% power at the 5% level,
+    ``(1.96 + 0.84) x`` the bootstrap standard error of the difference: a comparison whose ``detectable``
+    exceeds the difference it asks about cannot answer it."""
+    y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
+    stats = np.array([])
+    if len(y) and n_boot > 0 and labels == list(range(len(labels))):
+        idx = bootstrap_indices(len(y), n_boot, seed)
+        stats = resampled_macro_f1(y, a, len(labels), idx) - resampled_macro_f1(y, b, len(labels), idx)
+    elif len(y) and n_boot > 0:
+        stats = np.array([macro_f1(y[i], a[i], labels) - macro_f1(y[i], b[i], labels)
+                          for i in bootstrap_indices(len(y), n_boot, seed)])  # fmt: skip
+    return _difference(macro_f1(y, a, labels) - macro_f1(y, b, labels), stats, len(y))
 
-    return {"delta": delta(np.asarray(y), both), "ci95": bootstrap_ci(np.asarray(y), both, delta, n_boot, seed),
-            "n": len(y)}  # fmt: skip
+
+def independent_difference(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+    metric: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 1000, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """``metric`` on ``a = (y, pred)`` minus on ``b``, two *different* sets of images (each resampled on its own):
+    the interval and detectable size of a difference between two test sets, as in the leakage lesson."""
+    (ya, pa), (yb, pb) = (tuple(np.asarray(v) for v in pair) for pair in (a, b))
+    ia, ib = bootstrap_indices(len(ya), n_boot, seed), bootstrap_indices(len(yb), n_boot, seed + 1)
+    stats = np.array([metric(ya[i], pa[i]) - metric(yb[j], pb[j]) for i, j in zip(ia, ib, strict=True)])
+    return _difference(metric(ya, pa) - metric(yb, pb), stats, [len(ya), len(yb)])
+
+
+def verdict(diff: dict[str, Any], better: str = "helps", worse: str = "hurts") -> str:
+    """The reading of a difference: ``better`` / ``worse`` when its 95% interval excludes zero, else "no
+    detectable difference" with the size the comparison could have detected."""
+    lo, hi = diff["ci95"]
+    if lo is None or hi is None:
+        return "no interval (too few images)"
+    if diff.get("se") == 0 and diff["delta"] == 0:
+        return "no difference (the same predictions on every image)"
+    if lo > 0:
+        return better
+    if hi < 0:
+        return worse
+    size = diff.get("detectable")
+    return "no detectable difference" + (f" (could detect {size:.3f})" if size is not None else "")
 
 
 def classification_metrics(
@@ -94,7 +157,7 @@ def classification_metrics(
         "accuracy_ci95": bootstrap_ci(y, pred, accuracy_score, n_boot, seed),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else 0.0,
         "macro_f1": f1(y, pred),
-        "macro_f1_ci95": bootstrap_ci(y, pred, f1, n_boot, seed),
+        "macro_f1_ci95": _macro_f1_ci(y, pred, len(classes), n_boot, seed),
         "per_class": {
             c: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
             for k, c in enumerate(classes)
@@ -105,6 +168,13 @@ def classification_metrics(
         "pr_auc_ovr": pr,
         "pr_auc_macro": float(np.mean(valid_pr)) if valid_pr else None,
     }
+
+
+def _macro_f1_ci(y: np.ndarray, pred: np.ndarray, k: int, n_boot: int, seed: int) -> list[float | None]:
+    """:func:`bootstrap_ci` of macro-F1 (the same resamples), computed with :func:`resampled_macro_f1`."""
+    if n_boot <= 0 or len(y) == 0:
+        return [None, None]
+    return percentile_interval(resampled_macro_f1(y, pred, k, bootstrap_indices(len(y), n_boot, seed)))
 
 
 def mistakes(predictions: list[dict[str, str]]) -> list[dict[str, Any]]:

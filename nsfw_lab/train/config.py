@@ -14,8 +14,10 @@ stages and trains ``--refine-epochs`` more at ``lr x --refine-lr-factor``. With 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from nsfw_lab.data import DECODERS as DECODE
@@ -221,8 +223,27 @@ class Resolved:
         return asdict(self)
 
 
-def resolve(c: TrainConfig, world_size: int, cuda: bool) -> Resolved:
-    """Derived values: accumulation, effective batch, LR, AMP, memory format."""
+@functools.cache
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX-BF16; Linux ``/proc/cpuinfo`` flag).
+    Without it bf16 autocast is emulated and several times *slower* than fp32."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def resolve(c: TrainConfig, world_size: int, cuda: bool, amx: bool | None = None) -> Resolved:
+    """Derived values: accumulation, effective batch, LR, AMP, memory format.
+
+    ``--amp auto`` and an unset ``--channels-last`` mean bf16 autocast + channels_last on CUDA and on CPUs
+    with AMX-BF16 (``amx``; detected when None), fp32 elsewhere; channels_last also for architectures that
+    gain from it on any CPU (``Architecture.cpu_channels_last``)."""
+    from nsfw_lab.models.names import ARCHITECTURES
+
+    fast = cuda or (cpu_has_amx_bf16() if amx is None else amx)
+    arch = ARCHITECTURES.get(c.model)
+    layout = fast or (arch is not None and arch.cpu_channels_last)
     accum = c.accum or (math.ceil(c.effective_batch / (c.batch_size * world_size)) if c.effective_batch else 1)
     effective = c.batch_size * world_size * accum
     return Resolved(
@@ -230,8 +251,8 @@ def resolve(c: TrainConfig, world_size: int, cuda: bool) -> Resolved:
         effective_batch=effective,
         world_size=world_size,
         lr=c.lr * effective / 256 if c.lr_scale == "linear" else c.lr,
-        amp=("bf16" if cuda else "off") if c.amp == "auto" else c.amp,
-        channels_last=cuda if c.channels_last is None else c.channels_last,
+        amp=("bf16" if fast else "off") if c.amp == "auto" else c.amp,
+        channels_last=layout if c.channels_last is None else c.channels_last,
     )
 
 
