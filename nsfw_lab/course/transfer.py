@@ -14,6 +14,7 @@ from nsfw_lab.course.experiments import Trained, train_and_test
 from nsfw_lab.course.probe import Features, fit_probe, score_probe
 from nsfw_lab.data.dataset import read_curated
 from nsfw_lab.data.views import subset_view
+from nsfw_lab.evaluate.metrics import verdict
 from nsfw_lab.train import TrainConfig
 
 ALL = "all"
@@ -25,7 +26,7 @@ def verdicts(pairs: dict[str, tuple[Path, Path]], n_boot: int = 1000) -> dict[st
     out = {}
     for label, (a, b) in pairs.items():
         d = paired_difference(a, b, n_boot)
-        out[label] = {**d, "verdict": difference_row(label, d)["verdict"], "a": a.name, "b": b.name}
+        out[label] = {**d, "verdict": verdict(d), "a": a.name, "b": b.name}
     return out
 
 
