@@ -57,9 +57,14 @@ class Course:
     scratch_sweep_per_class: tuple[int, ...]  # 03: ... and of its from-scratch runs (each a full training)
     resnet_px: int  # 03: input of the ResNet-50/101 runs
     resnet_epochs: int  # 03: their stage-1 epochs
+    large_per_class: int | None  # 03-04: training images per class of the ResNet and InceptionV3 runs (None: all)
     inception_px: int  # 04: InceptionV3's input (299 as published; smaller ones drop the auxiliary head)
     inception_epochs: int  # 04
-    ablation_model: str  # 05: the base model the augmentations are added to
+    ablation_model: str  # 05: the base model the augmentations are added to (fine-tuned from ImageNet)
+    ablation_px: int  # 05: its input
+    ablation_epochs: int  # 05: epochs per run
+    ablation_seeds: tuple[int, ...]  # 05: seeds per condition (the paired test pools them)
+    road_images: int  # 06: images per model for ROAD (noisy linear imputation: seconds per image at 112 px)
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,10 @@ class Profile:
     per_class: int  # proxy images per class
     proxy_px: int  # short side of generated proxy images
     short_side: int  # short side of the curated cache
-    image_size: int  # input of the CNNs trained at the profile's reduced size: baseline, ablation
-    epochs: int  # epochs of a run no notebook sets otherwise (00's leakage runs, 05's ablation runs)
+    image_size: int  # input of the CNNs trained at the profile's reduced size (the baseline)
+    epochs: int  # epochs of a run no notebook sets otherwise (00's leakage runs)
     batch_size: int
     max_steps: int | None  # cap on optimiser steps per run of the large models (None = no cap)
-    seeds: tuple[int, ...]  # seeds for repeated experiments (ablations)
     val_fraction: float  # share of the curated images in the validation split
     test_fraction: float  # ... and in the test split (the cpu profile: >= 1,000 images each)
     device: str  # "auto" picks CUDA when present
@@ -84,8 +88,7 @@ class Profile:
     def to_dict(self) -> dict:
         """Plain-typed view (for JSON and papermill parameters)."""
         d = asdict(self)
-        d["seeds"] = list(self.seeds)
-        for k in ("residual_depths", "sweep_per_class", "scratch_sweep_per_class"):
+        for k in ("residual_depths", "sweep_per_class", "scratch_sweep_per_class", "ablation_seeds"):
             d["course"][k] = list(getattr(self.course, k))
         return d
 
@@ -100,7 +103,6 @@ PROFILES: dict[str, Profile] = {
         epochs=1,
         batch_size=16,
         max_steps=4,
-        seeds=(0,),
         val_fraction=0.1,
         test_fraction=0.1,
         device="cpu",
@@ -119,9 +121,14 @@ PROFILES: dict[str, Profile] = {
             scratch_sweep_per_class=(5,),
             resnet_px=56,
             resnet_epochs=1,
+            large_per_class=None,
             inception_px=75,  # InceptionV3's minimum
             inception_epochs=2,  # capped by max_steps
-            ablation_model="baseline",
+            ablation_model="efficientnet_lite0",
+            ablation_px=56,
+            ablation_epochs=1,
+            ablation_seeds=(0,),
+            road_images=4,
         ),
     ),
     "cpu": Profile(
@@ -133,7 +140,6 @@ PROFILES: dict[str, Profile] = {
         epochs=8,
         batch_size=32,
         max_steps=None,
-        seeds=(0, 1, 2),
         val_fraction=0.36,  # >= 1,000 validation and test images: a paired test that can see 0.05
         test_fraction=0.36,
         device="auto",
@@ -146,15 +152,20 @@ PROFILES: dict[str, Profile] = {
             baseline_epochs=8,
             finetune_model="efficientnet_lite0",
             finetune_px=112,
-            finetune_epochs=3,
-            scratch_epochs=6,
+            finetune_epochs=2,
+            scratch_epochs=4,  # twice the fine-tune's: its best chance in the budget
             sweep_per_class=(10, 25, 50, 100),
-            scratch_sweep_per_class=(25,),
+            scratch_sweep_per_class=(),  # a from-scratch run per size does not fit in 30 minutes on 2 cores
             resnet_px=64,
-            resnet_epochs=2,
+            resnet_epochs=1,
+            large_per_class=50,  # offline they train from random weights: a measured note, not a headline
             inception_px=96,
-            inception_epochs=4,
-            ablation_model="baseline",  # 21 runs must fit on 2 cores
+            inception_epochs=2,
+            ablation_model="efficientnet_lite0",
+            ablation_px=64,  # 14 fine-tunes must fit on 2 cores
+            ablation_epochs=2,
+            ablation_seeds=(0, 1),
+            road_images=12,
         ),
     ),
     "gpu": Profile(
@@ -166,7 +177,6 @@ PROFILES: dict[str, Profile] = {
         epochs=30,
         batch_size=128,
         max_steps=None,
-        seeds=(0, 1, 2),
         val_fraction=0.1,
         test_fraction=0.1,
         device="auto",
@@ -185,9 +195,14 @@ PROFILES: dict[str, Profile] = {
             scratch_sweep_per_class=(10, 25, 50, 100, 400),
             resnet_px=224,
             resnet_epochs=30,
+            large_per_class=None,
             inception_px=299,
             inception_epochs=30,
             ablation_model="resnet50",
+            ablation_px=224,
+            ablation_epochs=30,
+            ablation_seeds=(0, 1, 2),
+            road_images=64,
         ),
     ),
 }

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision import tv_tensors
 
-from nsfw_lab.course.ablation import BASE, mean_ci95, run_ablation, summarise, verdict
+from nsfw_lab.config import CLASSES
+from nsfw_lab.course.ablation import BASE, mean_ci95, paired_to_base, run_ablation, summarise, verdict_line
 from nsfw_lab.data.augment import AUGMENTATIONS, augmentations
 from nsfw_lab.errors import NsfwLabError
+from nsfw_lab.evaluate.metrics import macro_f1
 from nsfw_lab.train import make_config
 from nsfw_lab.train.config import validate
 from nsfw_lab.train.data import train_val_datasets
@@ -65,25 +68,49 @@ def test_mean_ci95_is_the_student_t_interval() -> None:
         mean_ci95([])
 
 
-def test_summarise_pairs_seeds_and_gives_verdicts() -> None:
-    base = [0.50, 0.62, 0.55]
-    rows = [{"augmentation": BASE, "seed": s, "test_macro_f1": v} for s, v in enumerate(base)]
-    # +0.10 on every seed: the means' intervals overlap, the paired difference is certain
-    rows += [{"augmentation": "rotation", "seed": s, "test_macro_f1": v + 0.10} for s, v in enumerate(base)]
-    for aug, deltas in (("shear", [-0.1, -0.2, -0.15]), ("hue_contrast", [0.1, -0.1, 0.02])):
-        rows += [{"augmentation": aug, "seed": s, "test_macro_f1": base[s] + d} for s, d in enumerate(deltas)]
-    out = {r["augmentation"]: r for r in summarise(rows)}
-    assert "delta" not in out[BASE] and out[BASE]["mean"] == pytest.approx(sum(base) / 3)
-    rot = out["rotation"]
-    assert rot["delta"] == pytest.approx(0.10) and rot["delta_ci95"] == pytest.approx([0.10, 0.10])
-    assert rot["verdict"] == "helps" and rot["ci95"][0] < out[BASE]["ci95"][1]
-    half = T_975_2 * 0.05 / 3**0.5  # shear deltas -0.1, -0.2, -0.15: mean -0.15, sd 0.05
-    assert out["shear"]["delta_ci95"] == pytest.approx([-0.15 - half, -0.15 + half])
-    assert out["shear"]["verdict"] == "hurts"
-    assert out["hue_contrast"]["verdict"] == "no clear effect"
-    assert verdict({"ci95": None}) == "one seed: no interval"
+def _predictions_run(folder: Path, y: np.ndarray, pred: np.ndarray, split: str = "test") -> str:
+    """A run folder holding only a predictions file (what paired_to_base reads)."""
+    from nsfw_lab.evaluate.scoring import write_predictions
+    from nsfw_lab.rundir import RunDir
+
+    folder.mkdir(parents=True)
+    probs = np.eye(5)[pred]
+    write_predictions(RunDir(folder), split, [f"img_{i:04d}.png" for i in range(len(y))], list(CLASSES), y, probs)
+    return str(folder)
+
+
+def test_paired_to_base_pools_seeds_and_gives_computed_verdicts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 120)  # 600 test images
+    base = {s: np.where(rng.random(len(y)) < 0.7, y, (y + 1) % 5) for s in (0, 1)}  # ~70% right per seed
+    fixed = {s: np.where(rng.random(len(y)) < 0.6, y, base[s]) for s in (0, 1)}  # fixes ~60% of the mistakes
+    rows = []
+    for aug, preds in (("base", base), ("rotation", fixed), ("shear", base)):
+        for s in (0, 1):
+            run = _predictions_run(tmp_path / f"{aug}_{s}", y, preds[s])
+            rows.append(
+                {"augmentation": aug, "seed": s, "run": run, "test_macro_f1": macro_f1(y, preds[s], list(range(5)))}
+            )
+    paired = paired_to_base(rows, "test", n_boot=300)
+    assert set(paired) == {"rotation", "shear"}
+    rot = paired["rotation"]
+    pooled = lambda p: macro_f1(np.tile(y, 2), np.concatenate([p[0], p[1]]), list(range(5)))  # noqa: E731
+    assert rot["delta"] == pytest.approx(pooled(fixed) - pooled(base)) and rot["seeds"] == 2 and rot["n"] == 600
+    assert rot["ci95"][0] > 0 and rot["verdict"] == "helps" and 0 < rot["detectable"] < rot["delta"]
+    assert paired["shear"]["verdict"] == "no difference (the same predictions on every image)"
+    one = paired_to_base([r for r in rows if r["seed"] == 0], "test", n_boot=300)["rotation"]
+    assert one["seeds"] == 1 and one["detectable"] > rot["detectable"]  # two seeds see smaller differences
+    out = {r["augmentation"]: r for r in summarise(rows, paired)}
+    assert "delta" not in out[BASE] and out[BASE]["mean"] == pytest.approx(
+        np.mean([r["test_macro_f1"] for r in rows[:2]])
+    )
+    assert out["rotation"]["delta"] == rot["delta"] and out["rotation"]["verdict"] == "helps"
+    assert verdict_line({"a": "hurts", "b": "no detectable difference (could detect 0.041)", "c": "no detectable "
+                         "difference (could detect 0.050)"}) == "hurts: a; no detectable difference: b, c"  # fmt: skip
     with pytest.raises(ValueError, match="no base"):
-        summarise([r for r in rows if r["augmentation"] != BASE])
+        summarise([r for r in rows if r["augmentation"] != BASE], paired)
+    with pytest.raises(ValueError, match="no base"):
+        paired_to_base([r for r in rows if r["augmentation"] != BASE])
 
 
 def test_run_ablation_trains_each_condition_per_seed_and_reuses_runs(

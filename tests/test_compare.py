@@ -116,7 +116,7 @@ def test_paired_difference_is_paired(tmp_path: Path) -> None:
     assert same["delta"] == 0 and same["ci95"] == [0.0, 0.0]  # identical predictions: no difference on any resample
     assert same["detectable"] == 0 and verdict(same) == "no difference (the same predictions on every image)"
     (tmp_path / "other" / "predictions_test.csv").write_text(header + "x.jpg,a,a\n")
-    with pytest.raises(NsfwLabError, match="not tested on the same images"):
+    with pytest.raises(NsfwLabError, match="not scored on the same test images"):
         paired_difference(tmp_path / "good", tmp_path / "other")
 
 

@@ -1,9 +1,10 @@
 """Augmentation ablations: one fixed base, each augmentation switched on alone, repeated over seeds.
 
 Seeds fix the initial weights, the data order and the augmentation draws, so run ``base`` with seed *s*
-and run ``+rotation`` with seed *s* differ only by the augmentation: the per-seed difference (paired) is
-a sharper test than comparing two means. Intervals over seeds use Student's t (few seeds); one seed gives
-no interval at all, never a made-up one.
+and run ``+rotation`` with seed *s* differ only by the augmentation. Each augmentation's verdict is one
+paired bootstrap over the split's images with its seeds pooled (:func:`paired_to_base`): it states the
+smallest difference it could detect. The per-condition means carry Student-t intervals over seeds (few
+seeds: wide; one seed: none, never a made-up one).
 """
 
 from __future__ import annotations
@@ -40,19 +41,12 @@ def mean_ci95(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": n}
 
 
-def verdict(delta: dict[str, Any]) -> str:
-    """``helps`` / ``hurts`` when the paired difference's interval excludes 0, else ``no clear effect``."""
-    ci = delta["ci95"]
-    if ci is None:
-        return "one seed: no interval"
-    return "helps" if ci[0] > 0 else "hurts" if ci[1] < 0 else "no clear effect"
-
-
 def verdict_line(verdicts: dict[str, str]) -> str:
-    """``{augmentation: verdict}`` as one line grouped by verdict: ``"hurts: a; no clear effect: b, c"``."""
+    """``{augmentation: verdict}`` as one line grouped by verdict (the detectable size in brackets dropped):
+    ``"hurts: a; no detectable difference: b, c"``."""
     groups: dict[str, list[str]] = {}
     for aug, v in verdicts.items():
-        groups.setdefault(v, []).append(aug)
+        groups.setdefault(v.split(" (")[0], []).append(aug)
     return "; ".join(f"{v}: {', '.join(a)}" for v, a in sorted(groups.items()))
 
 
@@ -71,7 +65,7 @@ def run_ablation(base: TrainConfig, names: Sequence[str], seeds: Sequence[int], 
     for aug, seed in tqdm(jobs, desc="ablation runs", unit="run"):
         out = runs / f"{aug}_seed{seed}"
         cfg = replace(base, augment=() if aug == BASE else (aug,), seed=seed, out=str(out), progress=False)
-        r = train_and_test(cfg, n_boot=200)
+        r = train_and_test(cfg, n_boot=200)  # the verdicts come from paired_to_base
         rows.append(
             {
                 "augmentation": aug,
@@ -85,42 +79,77 @@ def run_ablation(base: TrainConfig, names: Sequence[str], seeds: Sequence[int], 
     return rows
 
 
-def summarise(rows: list[dict[str, Any]], metric: str = "test_macro_f1") -> list[dict[str, Any]]:
-    """Per augmentation: mean ± 95% CI of ``metric`` over seeds, and the paired difference to the base."""
+def paired_to_base(rows: list[dict[str, Any]], split: str = "test", n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """Per augmentation: its macro-F1 minus the base's on the same ``split`` images, seeds paired and pooled
+    (:func:`nsfw_lab.course.compare.paired_difference`), with the interval, the detectable size and the verdict.
+    Validation predictions are written first where a run lacks them."""
+    from nsfw_lab.course.compare import paired_difference
+    from nsfw_lab.evaluate.metrics import verdict
+    from nsfw_lab.evaluate.scoring import evaluate_run
+    from nsfw_lab.rundir import RunDir
+
+    runs: dict[str, dict[int, Path]] = {}
+    for r in rows:
+        runs.setdefault(r["augmentation"], {})[r["seed"]] = Path(r["run"])
+    if BASE not in runs:
+        raise ValueError("the rows hold no base runs")
+    for run in (p for by_seed in runs.values() for p in by_seed.values()):
+        if not RunDir(run).predictions(split).is_file():
+            evaluate_run(run, split, n_boot=0, progress=False)
+    out = {}
+    for aug, by_seed in runs.items():
+        seeds = sorted(set(by_seed) & set(runs[BASE]))
+        if aug == BASE or not seeds:
+            continue
+        d = paired_difference([by_seed[s] for s in seeds], [runs[BASE][s] for s in seeds], n_boot, split=split)
+        out[aug] = {**d, "verdict": verdict(d)}
+    return out
+
+
+def summarise(
+    rows: list[dict[str, Any]], paired: dict[str, dict[str, Any]], metric: str = "test_macro_f1"
+) -> list[dict[str, Any]]:
+    """Per augmentation: mean ± 95% CI of ``metric`` over seeds, and (from :func:`paired_to_base`) the pooled
+    paired difference to the base with its interval, detectable size and verdict."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
-    by: dict[str, dict[int, float]] = {}
+    by: dict[str, list[float]] = {}
     for r in rows:
-        by.setdefault(r["augmentation"], {})[r["seed"]] = r[metric]
+        by.setdefault(r["augmentation"], []).append(r[metric])
     if BASE not in by:
         raise ValueError("the rows hold no base runs")
     out = []
     for aug, values in by.items():
-        common = sorted(set(values) & set(by[BASE]))
-        row = {"augmentation": aug, "metric": metric, **mean_ci95(list(values.values()))}
-        if aug != BASE:
-            delta = mean_ci95([values[s] - by[BASE][s] for s in common])
-            row |= {"delta": delta["mean"], "delta_ci95": delta["ci95"], "verdict": verdict(delta)}
+        row = {"augmentation": aug, "metric": metric, **mean_ci95(values)}
+        if aug in paired:
+            d = paired[aug]
+            row |= {
+                "delta": d["delta"],
+                "delta_ci95": d["ci95"],
+                "detectable": d["detectable"],
+                "verdict": d["verdict"],
+            }
         out.append(row)
     return out
 
 
-def summary_table(test: list[dict[str, Any]], val: list[dict[str, Any]]) -> pd.DataFrame:
-    """Notebook 05's table from :func:`summarise` on test and on val: mean test macro-F1 with its 95% CI, the
-    paired difference to the base with its CI, and the verdict on each split."""
+def summary_table(test: list[dict[str, Any]], val: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Notebook 05's table: mean test macro-F1 over seeds with its 95% CI, the pooled paired difference to the
+    base with its CI and the smallest difference it could detect, and the verdicts on test and on validation."""
     import pandas as pd
 
     def fmt(mean: float, ci: list[float] | None) -> str:
-        return f"{mean:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        return f"{mean:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
 
     rows = [
         {
             "augmentation": s["augmentation"],
-            "test macro-F1 (95% CI)": fmt(s["mean"], s["ci95"]),
-            "difference to base (95% CI)": fmt(s["delta"], s["delta_ci95"]) if "delta" in s else "",
+            "test macro-F1 (95% CI over seeds)": fmt(s["mean"], s["ci95"]),
+            "difference to base (paired 95% CI)": fmt(s["delta"], s["delta_ci95"]) if "delta" in s else "",
+            "detectable": round(s["detectable"], 3) if s.get("detectable") is not None else None,
             "verdict (test)": s.get("verdict", ""),
-            "verdict (val)": v.get("verdict", ""),
+            "verdict (val)": val.get(s["augmentation"], {}).get("verdict", ""),
         }
-        for s, v in zip(test, val, strict=True)
+        for s in test
     ]
     return pd.DataFrame(rows).set_index("augmentation")

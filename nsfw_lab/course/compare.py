@@ -61,25 +61,36 @@ def best_on_val(found: dict[str, Path]) -> str:
     return max(found, key=lambda n: val_score(found[n]))
 
 
-def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Test macro-F1 of run ``a`` minus run ``b`` on the same test images, with a *paired* bootstrap 95%
+def paired_difference(
+    a: Path | Sequence[Path], b: Path | Sequence[Path], n_boot: int = 1000, seed: int = 0, split: str = "test"
+) -> dict[str, Any]:
+    """Macro-F1 of run ``a`` minus run ``b`` on the same ``split`` images, with a *paired* bootstrap 95%
     interval and the smallest difference it could detect (:func:`nsfw_lab.evaluate.metrics.paired_macro_f1_difference`;
-    :func:`nsfw_lab.evaluate.metrics.verdict` reads it)."""
+    :func:`nsfw_lab.evaluate.metrics.verdict` reads it). Lists of runs pair element-wise (seed *s* with seed
+    *s*) and pool: one difference over all of them."""
     import numpy as np
 
     from nsfw_lab.evaluate.metrics import paired_macro_f1_difference
     from nsfw_lab.utils.fsutil import read_csv
 
-    pa, pb = (read_csv(RunDir(r).predictions("test")) for r in (a, b))
-    by_name = {Path(r["path"]).name: r for r in pb}  # a view points at the same cached files by another path
-    if sorted(by_name) != sorted(Path(r["path"]).name for r in pa) or len(by_name) != len(pb):
-        raise NsfwLabError(f"{a.name} and {b.name} were not tested on the same images; rerun their evaluation")
-    pb = [by_name[Path(r["path"]).name] for r in pa]
-    classes = sorted({r["label"] for r in pa} | {r["prediction"] for r in pa + pb})
+    runs_a, runs_b = ([r] if isinstance(r, (str, Path)) else list(r) for r in (a, b))
+    if not runs_a or len(runs_a) != len(runs_b):
+        raise NsfwLabError(f"paired runs must come in pairs: {len(runs_a)} against {len(runs_b)}")
+    rows = [read_csv(RunDir(r).predictions(split)) for r in [*runs_a, *runs_b]]
+    order = [Path(r["path"]).name for r in rows[0]]  # a view points at the same cached files by another path
+    aligned = []
+    for run, found in zip([*runs_a, *runs_b], rows, strict=True):
+        by_name = {Path(r["path"]).name: r for r in found}
+        if sorted(by_name) != sorted(order) or len(by_name) != len(found):
+            raise NsfwLabError(f"{Path(run).name} and {Path(runs_a[0]).name} were not scored on the same {split} "
+                               "images; rerun their evaluation")  # fmt: skip
+        aligned.append([by_name[name] for name in order])
+    classes = sorted({r["label"] for r in aligned[0]} | {r["prediction"] for rs in aligned for r in rs})
     code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[r["label"]] for r in pa])
-    pred_a, pred_b = (np.array([code[r["prediction"]] for r in rows]) for rows in (pa, pb))
-    return paired_macro_f1_difference(y, pred_a, pred_b, list(range(len(classes))), n_boot, seed)
+    y = np.array([code[r["label"]] for r in aligned[0]])
+    preds = np.array([[code[r["prediction"]] for r in rs] for rs in aligned])
+    k = len(runs_a)
+    return paired_macro_f1_difference(y, preds[:k], preds[k:], list(range(len(classes))), n_boot, seed)
 
 
 def difference_row(label: str, diff: dict[str, Any], better: str = "helps", worse: str = "hurts") -> dict[str, Any]:

@@ -104,6 +104,8 @@ def measure_explanations(
     hits = pointing_hits(cams, boxes)
     out["cam"]["pointing_correct_only"] = float(hits[correct].mean()) if correct.any() else None
     out["n_correct"], out["n_flat"] = int(correct.sum()), int(sum(is_flat(c) for c in cams))
+    out["cell_px"] = run.image_size / grid
+    out["median_box_px"] = float(np.median([min(b[2] - b[0], b[3] - b[1]) for b in boxes]))
     k = min(road_images, len(rows))
     if k:
         out["faithfulness"] = {
@@ -116,7 +118,34 @@ def measure_explanations(
         (out["random"]["pointing"]["mean"], out["centre"]["pointing"]["mean"]),
     )
     out["verdict"] = pointing_verdict(cam_rate, out["cam"]["pointing"]["ci95"], baselines)
+    out["reason"] = miss_reason(out)
     return out
+
+
+def miss_reason(m: dict[str, Any]) -> str | None:
+    """Why a model's maps miss the pointing target, read from its own measurements (:func:`measure_explanations`):
+    its accuracy on the boxed images, the hit rate on the ones it gets right, map cells against box sizes, flat
+    maps and ROAD against random maps. None when the model meets the target."""
+    if m["verdict"] == "meets target":
+        return None
+    n, found = m["n"], []
+    accuracy, right = m["n_correct"] / n, m["cam"]["pointing_correct_only"]
+    if accuracy < POINTING_TARGET:
+        found.append(f"it classifies {accuracy:.0%} of the boxed images correctly")
+    if right is not None and right >= POINTING_TARGET:
+        found.append(f"on the images it gets right the maps do point ({right:.2f}): the misses are its mistakes")
+    elif right is not None:
+        found.append(f"even on the images it gets right the maps point at {right:.2f}")
+    if m["cell_px"] > m["median_box_px"]:
+        found.append(f"a map cell ({m['cell_px']:.0f} px) is larger than the median evidence box "
+                     f"({m['median_box_px']:.0f} px)")  # fmt: skip
+    if m["n_flat"]:
+        found.append(f"{m['n_flat'] / n:.0%} of its maps are flat (no evidence seen for the true class)")
+    faith = m.get("faithfulness")
+    if faith and faith["cam"]["road_combined"] <= faith["random"]["road_combined"]:
+        found.append(f"ROAD {faith['cam']['road_combined']:.3f} is no better than random maps' "
+                     f"{faith['random']['road_combined']:.3f}: the maps do not show what the model uses")  # fmt: skip
+    return "; ".join(found) or "none of accuracy, map resolution, flat maps or ROAD explains it"
 
 
 def pointing_verdict(rate: float, ci95: Sequence[float | None], baselines: Sequence[float]) -> str:
@@ -249,6 +278,7 @@ def explanation_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
             "ROAD": r3(m["faithfulness"]["cam"]["road_combined"]),
             "ROAD random": r3(m["faithfulness"]["random"]["road_combined"]),
             "verdict": m["verdict"],
+            "why it misses (measured)": m.get("reason") or "",
         }
         for name, m in measured.items()
         if m.get("n")

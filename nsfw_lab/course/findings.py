@@ -58,7 +58,8 @@ def _inception(m: dict[str, Any]) -> str:
 
 def _ablation(m: dict[str, Any]) -> str:
     line = verdict_line
-    return f"val — {line(m['verdicts_val'])}. test — {line(m['verdicts'])} ({len(m['setup']['seeds'])} seeds)"
+    could = f", could detect {m['detectable']:.3f}" if m.get("detectable") is not None else ""
+    return f"val — {line(m['verdicts_val'])}. test — {line(m['verdicts'])} ({len(m['setup']['seeds'])} seeds{could})"
 
 
 def _errors(m: dict[str, Any]) -> str:

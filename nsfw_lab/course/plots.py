@@ -102,7 +102,7 @@ def curves(histories: dict[str, list[dict[str, Any]]], key: str, title: str) -> 
 
 def ablation(rows: list[dict[str, Any]], summary: list[dict[str, Any]], title: str) -> Any:
     """Left: each augmentation's score per seed (dots) and mean ± 95% CI; right: the paired difference to the
-    base with its interval (the zero line = no effect)."""
+    base, seeds pooled, with its bootstrap interval (the zero line = no effect)."""
     metric = summary[0]["metric"]
     names = [s["augmentation"] for s in summary]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.5 * len(names) + 1.8), sharey=True)
@@ -124,7 +124,7 @@ def ablation(rows: list[dict[str, Any]], summary: list[dict[str, Any]], title: s
     a.invert_yaxis()
     a.set_xlabel(f"{metric} (dots: seeds; bar: 95% CI of the mean)")
     b.axvline(0, color="black", lw=0.8)
-    b.set_xlabel(f"{metric} minus base, same seed (95% CI)")
+    b.set_xlabel(f"{metric} minus base, seeds paired and pooled (95% CI)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

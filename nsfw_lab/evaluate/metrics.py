@@ -86,15 +86,25 @@ def paired_macro_f1_difference(
     """Macro-F1 of ``pred_a`` minus ``pred_b`` on the same images, with a *paired* bootstrap 95% interval (each
     resample draws images and scores both on them): overlapping per-model intervals are not a test, this is.
 
+    ``pred_a`` and ``pred_b`` may be ``(seeds, images)``: seed *s* of a paired with seed *s* of b, the macro-F1
+    of each side computed over all its seeds' predictions pooled, every seed resampled with the *same* images
+    (the images are the sampling unit; seed-to-seed variation is averaged in, not modelled).
+
     ``detectable`` is the smallest true difference this comparison finds with 80% power at the 5% level,
     ``(1.96 + 0.84) x`` the bootstrap standard error of the difference: a comparison whose ``detectable``
     exceeds the difference it asks about cannot answer it."""
-    y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
+    y, a, b = np.asarray(y), np.atleast_2d(np.asarray(pred_a)), np.atleast_2d(np.asarray(pred_b))
+    if a.shape != b.shape or a.shape[1] != len(y):
+        raise ValueError(f"predictions of shapes {a.shape} and {b.shape} do not pair over {len(y)} images")
+    seeds, n = a.shape
+    y_all, a_all, b_all = np.tile(y, seeds), a.ravel(), b.ravel()
     stats = np.array([])
-    if len(y) and n_boot > 0:  # labels are 0..k-1 (every caller codes them so)
-        idx = bootstrap_indices(len(y), n_boot, seed)
-        stats = resampled_macro_f1(y, a, len(labels), idx) - resampled_macro_f1(y, b, len(labels), idx)
-    return _difference(macro_f1(y, a, labels) - macro_f1(y, b, labels), stats, len(y))
+    if n and n_boot > 0:  # labels are 0..k-1 (every caller codes them so)
+        idx = bootstrap_indices(n, n_boot, seed)
+        idx = np.concatenate([idx + s * n for s in range(seeds)], axis=1)  # the same images for every seed
+        stats = resampled_macro_f1(y_all, a_all, len(labels), idx) - resampled_macro_f1(y_all, b_all, len(labels), idx)
+    delta = macro_f1(y_all, a_all, labels) - macro_f1(y_all, b_all, labels)
+    return {**_difference(delta, stats, n), "seeds": seeds}
 
 
 def independent_difference(
