@@ -49,7 +49,22 @@ def test_quick_bench_writes_every_key_naming_machine_and_versions(quick_bench: P
     assert len(trained) == 5 and trained[0]["weights"] == "trained (baseline)" and trained[0]["input_px"] == 32
     assert b["peak_memory"]["process_max_rss_mib"] > 100
     assert b["gpu"]["available"] == torch.cuda.is_available()
+    lv = b["cpu_levers"]
+    p, c = lv["precision"], lv["cached_probe"]
+    assert set(p["images_per_s"]) == {"fp32", "channels_last", "bf16", "bf16_channels_last"}
+    for v, r in p["images_per_s"].items():  # each variant's speed-up is its median rate over fp32's
+        assert p["speedup_over_fp32"][v] == pytest.approx(r["median"] / p["images_per_s"]["fp32"]["median"], abs=1e-3)
+    assert 0 <= p["bf16_top1_agreement"] <= 1 and p["bf16_max_logit_diff"] >= 0
+    from nsfw_lab.train.config import cpu_has_amx_bf16
+
+    assert p["amx_bf16"] == cpu_has_amx_bf16() and p["default"]["amp"] == ("bf16" if p["amx_bf16"] else "off")
+    assert c["model"] == "efficientnet_lite0" and c["images"] > 0 and c["extract_s"] > 0
+    assert c["speedup"] == pytest.approx(c["frozen_epoch_s"] * c["epochs"] / (c["extract_s"] + c["fit_s"]), abs=0.01)
     md = (quick_bench / "bench.md").read_text()
+    assert (
+        "## CPU levers" in md
+        and f"| bf16_channels_last | {p['images_per_s']['bf16_channels_last']['median']:.1f} |" in md
+    )
     assert b["machine"]["cpu"] in md and f"torch {b['versions']['torch']}" in md
     assert f"| `data_speedup` | {b['data_speedup']:.3f} |" in md and "ONNX Runtime int8" in md
     assert markdown(b) == md

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nsfw_lab.course.compare import best_on_val, candidates, offer, paired_difference, run_row
+from nsfw_lab.course.compare import best_on_val, candidates, offer, offer_nothing, paired_difference, run_row
 from nsfw_lab.course.findings import study_findings
 from nsfw_lab.course.report import Report
 from nsfw_lab.errors import NsfwLabError
@@ -39,6 +39,10 @@ def test_offer_and_collect_in_notebook_order(tmp_path: Path) -> None:
     Report("05_d", "smoke", tmp_path).record("other", 1)
     with pytest.raises(NsfwLabError, match="notebook 05_d offered no runs"):
         candidates(Report("07", "smoke", tmp_path), ["05_d"])
+    offer_nothing(Report("06_e", "smoke", tmp_path), "no weights here")  # offered nothing, on purpose
+    said: list[str] = []
+    assert list(candidates(Report("07", "smoke", tmp_path), ["02_a", "06_e"], said.append)) == ["small"]
+    assert said == ["06_e offers no model here: no weights here"]
     (tmp_path / "runs" / "y" / "eval_test.json").unlink()
     with pytest.raises(NsfwLabError, match=r"y/eval_test.json: missing; rerun notebook 03_b"):
         candidates(Report("07", "smoke", tmp_path), ["03_b"])

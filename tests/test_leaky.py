@@ -46,6 +46,23 @@ def test_subset_view_caps_train_and_val_per_class_and_keeps_test(default_curated
     assert len(CuratedImageDataset(small, "train")) == 50
 
 
+def test_large_models_train_on_the_profiles_subset(default_curated: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from nsfw_lab.config import get_profile
+    from nsfw_lab.course.experiments import large_model_data
+
+    cpu = get_profile("cpu")
+    view = large_model_data(cpu, default_curated, tmp_path)
+    n = cpu.course.large_per_class
+    per = Counter((r["split"], r["class"]) for r in read_curated(view)[1])
+    assert {k for (split, _), k in per.items() if split == "train"} == {n}  # the ResNets' and InceptionV3's data
+    _, rows = read_curated(default_curated)
+    assert sum(v for (split, _), v in per.items() if split == "val") == sum(r["split"] == "val" for r in rows)
+    whole = replace(cpu, course=replace(cpu.course, large_per_class=None))
+    assert large_model_data(whole, default_curated, tmp_path) == default_curated
+
+
 def test_course_plots_name_the_data_and_draw_every_class(default_curated: Path) -> None:
     import matplotlib
 

@@ -180,6 +180,10 @@ def test_cpu_profile_is_sized_to_tell_things_apart() -> None:
     assert ARCHITECTURES[c.ablation_model].imagenet == "package"  # ImageNet weights on every machine
     assert len(c.ablation_seeds) >= 2 and c.finetune_model == c.ablation_model
     assert c.finetune_px // 16 >= 7  # Lite0's stride-16 Grad-CAM layer gives a 7x7 map or more
+    from nsfw_lab.course.experiments import trains_from_scratch
+
+    assert not trains_from_scratch(cpu, "none") and trains_from_scratch(cpu, "imagenet")  # offline: not trained
+    assert trains_from_scratch(get_profile("smoke"), "none") and trains_from_scratch(get_profile("gpu"), "none")
 
 
 def test_inception_notebook_records_its_flags_and_reads_the_resnets(smoke_report: Path) -> None:

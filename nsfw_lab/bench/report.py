@@ -86,6 +86,33 @@ def _gpu_lines(g: dict[str, Any]) -> list[str]:
     return out
 
 
+def _levers_lines(levers: dict[str, Any]) -> list[str]:
+    """The section's lines for ``bench.md``."""
+    p, c = levers["precision"], levers["cached_probe"]
+    rows = [
+        f"| {v} | {p['images_per_s'][v]['median']:.1f} | {p['speedup_over_fp32'][v]:.2f}x |" for v in p["images_per_s"]
+    ]
+    d = p["default"]
+    return [
+        f"Training step, {p['model']} at {p['input_px']} px, batch {p['batch']}, {p['steps_per_repeat']} steps "
+        f"x {p['repeats']} turns. AMX-BF16 on this CPU: {'yes' if p['amx_bf16'] else 'no'}; the engine's default "
+        f"here: amp {d['amp']}, channels_last {d['channels_last']}.",
+        "",
+        "| variant | images/s | over fp32 |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"After the same steps, bf16 + channels_last and fp32 predict the same class on "
+        f"{p['bf16_top1_agreement']:.0%} of {p['agreement_images']} held-out images (largest logit difference "
+        f"{p['bf16_max_logit_diff']:.3f}).",
+        "",
+        f"Linear probe, {c['model']} at {c['input_px']} px on {c['images']} images: cached features "
+        f"{c['extract_s']:.1f} s (one pass) + {c['fit_s']:.1f} s (fit) against a frozen-backbone run of "
+        f"{c['frozen_epoch_s']:.1f} s per epoch: {c['speedup']:.1f}x faster over {c['epochs']} epochs, and a "
+        "data-size sweep refits the cached features instead of running again.",
+    ]
+
+
 def _goal_rows(b: dict[str, Any]) -> list[str]:
     return [
         f"| `{k}` | {b[k]:.3f} | {op} {goal} | {'yes' if met(k, b[k]) else '**no**'} | {what} |"
@@ -124,6 +151,10 @@ def markdown(b: dict[str, Any]) -> str:
         "",
         f"{t['model']} at {t['input_px']} px, batch {t['batch']}, {t['steps_per_repeat']} steps per repeat: ours "
         f"{_rate(t['ours_images_per_s'])}, bare loop {_rate(t['bare_images_per_s'])}.",
+        "",
+        "## CPU levers: bf16, channels_last, cached features",
+        "",
+        *(_levers_lines(b["cpu_levers"]) if "cpu_levers" in b else ["_not measured by this bench version._"]),
         "",
         "## Inference (CPU)",
         "",

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from nsfw_lab import config
-from nsfw_lab.bench import data_speedup, gpu, inference, train_step
+from nsfw_lab.bench import data_speedup, gpu, inference, levers, train_step
 from nsfw_lab.bench.measure import machine, versions
 from nsfw_lab.bench.report import GOALS, met, write
 from nsfw_lab.errors import NsfwLabError
@@ -37,14 +37,23 @@ class BenchSettings:
     latency_repeats: int  # turns, each with LATENCY_BLOCK timed calls per variant
     throughput_repeats: int
     agreement_per_class: int
+    lever_steps: int  # training steps per turn of each precision variant (bf16 is slow without AMX)
+    lever_repeats: int
+    probe_model: str  # the cached-features lever: the course's fine-tuning network at its input
+    probe_size: int
+    probe_images: int
+    probe_epochs: int
 
     @classmethod
     def make(cls, quick: bool, models: tuple[str, ...] | None = None) -> BenchSettings:
         """The quick or the full settings (``models`` replaces the inference models)."""
         if quick:
-            s = cls(True, 16, 16, 3, "resnet18", 112, 16, 4, 3, ("resnet50",), 5, 3, 24)
+            s = cls(True, 16, 16, 3, "resnet18", 112, 16, 4, 3, ("resnet50",), 3, 2, 24, 1, 2,
+                    "efficientnet_lite0", 112, 128, 2)  # fmt: skip
         else:
-            s = cls(False, 60, 32, 5, "resnet18", 224, 32, 6, 5, MODELS, 9, 5, 40)
+            s = cls(
+                False, 60, 32, 5, "resnet18", 224, 32, 6, 5, MODELS, 9, 5, 40, 4, 3, "efficientnet_lite0", 112, 512, 2
+            )
         if models:
             if "resnet50" not in models:
                 raise NsfwLabError("--models must include resnet50 (onnx_latency_ratio is measured on it)")
@@ -92,7 +101,14 @@ def run_bench(
     data = data_speedup.measure(work, s.data_per_class, 224, s.data_batch, s.data_repeats)
     say(f"  data_speedup {data['speedup']:.2f}; training loop ({s.train_model} at {s.train_size} px)")
     train = train_step.measure(s.train_model, s.train_size, s.train_batch, s.train_steps, s.train_repeats)
-    say(f"  train_step_ratio {train['ratio']:.3f}; inference: {', '.join(s.models)}")
+    say(f"  train_step_ratio {train['ratio']:.3f}; CPU levers: precision variants, cached features")
+    cpu_levers = {
+        "precision": levers.precision(s.train_model, s.train_size, s.train_batch, s.lever_steps, s.lever_repeats),
+        "cached_probe": levers.cached_probe(s.probe_model, s.probe_size, s.probe_images, s.probe_epochs),
+    }
+    say(f"  bf16 + channels_last {cpu_levers['precision']['speedup_over_fp32']['bf16_channels_last']:.2f}x fp32; "
+        f"cached features {cpu_levers['cached_probe']['speedup']:.1f}x a frozen backbone; inference: "
+        f"{', '.join(s.models)}")  # fmt: skip
     agree_files = agreement_files(work, s.agreement_per_class)
     cache_files = CuratedImageDataset(work / "large-curated", "train").paths  # sorted by class: take every k-th
     calib_files = cache_files[:: max(1, len(cache_files) // 32)][:32]
@@ -129,6 +145,7 @@ def run_bench(
         "onnx_latency_ratio": onnx["ratio"],
         "data": data,
         "train_step": train,
+        "cpu_levers": cpu_levers,
         "onnx": onnx,
         "inference": rows,
         "peak_memory": {

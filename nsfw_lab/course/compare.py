@@ -9,7 +9,7 @@ parameters, input size, training speed and CPU latency at batch 1 measured here 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,23 @@ def offer(report: Report, name: str, run_dir: Path) -> None:
     report.record(KEY, [*offered, [name, rel]])
 
 
-def candidates(report: Report, notebooks: Sequence[str]) -> dict[str, Path]:
-    """``{name: run folder}`` offered by ``notebooks``, in their order; one-line errors when a notebook has not
-    run or a run is unfinished (no summary or test evaluation yet)."""
+def offer_nothing(report: Report, why: str) -> None:
+    """Record that the notebook trained no model for the comparison, and why (later notebooks print it)."""
+    report.record(KEY, [])
+    report.record("not_offered", why)
+
+
+def candidates(report: Report, notebooks: Sequence[str], say: Callable[[str], None] = print) -> dict[str, Path]:
+    """``{name: run folder}`` offered by ``notebooks``, in their order (a notebook that offered nothing on
+    purpose is skipped with its reason said); one-line errors when a notebook has not run or a run is
+    unfinished (no summary or test evaluation yet)."""
     found: dict[str, Path] = {}
     for nb in notebooks:
-        offered = report.read(nb).get(KEY)
+        record = report.read(nb)
+        offered = record.get(KEY)
+        if offered == [] and record.get("not_offered"):
+            say(f"{nb} offers no model here: {record['not_offered']}")
+            continue
         if not offered:
             raise NsfwLabError(f"notebook {nb} offered no runs; rerun it (nsfw-lab study --only {nb})")
         for name, rel in offered:

@@ -61,6 +61,19 @@ def optimizer_for(weights: str, model: str) -> dict[str, Any]:
     return dict(optimizer="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=0.5)
 
 
+def trains_from_scratch(profile: Profile, weights: str) -> bool:
+    """Whether notebooks 03 and 04 train a ResNet or InceptionV3 that got ``weights`` here: always with ImageNet
+    weights, from random ones only where the profile's budget lets them learn (``course.scratch_large``)."""
+    return weights == "imagenet" or profile.course.scratch_large
+
+
+SCRATCH_SKIPPED = (
+    "no ImageNet weights on this machine, and from random weights it learns nothing in this profile's budget "
+    "(on the cpu profile, 1 + 1 epochs of 50 images per class ended at one predicted class); run the gpu "
+    "profile, or give the machine torchvision's weight files once (docs/training.md)"
+)
+
+
 def large_model_data(profile: Profile, data: Path, runs: Path, seed: int = 0) -> Path:
     """The training data of the ResNet and InceptionV3 runs (notebooks 03 and 04): ``data`` itself, or a view with
     ``course.large_per_class`` training images per class (validation and test whole, so their scores compare)."""

@@ -53,6 +53,8 @@ def _finetune(m: dict[str, Any]) -> str:
 
 def _inception(m: dict[str, Any]) -> str:
     i = m["inception"]
+    if i.get("trained") is False:
+        return f"not trained: {i['why']}"
     return f"macro-F1 {i['macro_f1']:.3f}{_ci(i['macro_f1_ci95'])} at {i['image_size']} px"
 
 
