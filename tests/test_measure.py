@@ -175,13 +175,18 @@ def test_a_model_missing_the_pointing_target_gets_its_measured_reasons() -> None
     from nsfw_lab.course.explanations import miss_reason
 
     m = {"verdict": "above baselines", "n": 200, "n_correct": 120, "n_flat": 10, "cell_px": 16.0,
-         "median_box_px": 12.0, "cam": {"pointing_correct_only": 0.85},
+         "median_box_px": 12.0, "cam": {"pointing_correct_only": 0.85, "energy": {"mean": 0.3}},
+         "random": {"energy": {"mean": 0.1}},
          "faithfulness": {"cam": {"road_combined": 0.01}, "random": {"road_combined": 0.02}}}  # fmt: skip
     why = miss_reason(m)
     assert "classifies 60% of the boxed images correctly" in why and "do point (0.85)" in why
     assert "a map cell (16 px) is larger than the median evidence box (12 px)" in why and "5% of its maps" in why
     assert "ROAD 0.010 is no better than random maps' 0.020" in why
-    good = {**m, "n_correct": 190, "n_flat": 0, "cell_px": 8.0, "cam": {"pointing_correct_only": 0.5},
+    good = {**m, "n_correct": 190, "n_flat": 0, "cell_px": 8.0,
+            "cam": {"pointing_correct_only": 0.5, "energy": {"mean": 0.3}},
             "faithfulness": {"cam": {"road_combined": 0.05}, "random": {"road_combined": 0.0}}}  # fmt: skip
-    assert miss_reason(good) == "even on the images it gets right the maps point at 0.50"
+    assert miss_reason(good) == (
+        "even on the images it gets right the maps point at 0.50; its maps put 30% of their mass in the evidence box "
+        "(random maps 10%)"
+    )
     assert miss_reason({**m, "verdict": "meets target"}) is None

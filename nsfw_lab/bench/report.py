@@ -94,9 +94,9 @@ def _levers_lines(levers: dict[str, Any]) -> list[str]:
     ]
     d = p["default"]
     return [
-        f"Training step, {p['model']} at {p['input_px']} px, batch {p['batch']}, {p['steps_per_repeat']} steps "
-        f"x {p['repeats']} turns. AMX-BF16 on this CPU: {'yes' if p['amx_bf16'] else 'no'}; the engine's default "
-        f"here: amp {d['amp']}, channels_last {d['channels_last']}.",
+        f"Training step, {p['model']} at {p['input_px']} px, batch {p['batch']}, steps per turn: "
+        f"{p['steps_per_repeat']}, turns: {p['repeats']}. AMX-BF16 on this CPU: {'yes' if p['amx_bf16'] else 'no'}; "
+        f"the engine's default here: amp {d['amp']}, channels_last {d['channels_last']}.",
         "",
         "| variant | images/s | over fp32 |",
         "|---|---|---|",

@@ -22,7 +22,7 @@ from nsfw_lab.models.names import MODELS
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """Sizes of one bench run (``quick``: a few minutes on 2 cores)."""
+    """Sizes of one bench run (``quick``: a few minutes on 2 cores; its inference table at 112 px)."""
 
     quick: bool
     data_per_class: int
@@ -37,6 +37,8 @@ class BenchSettings:
     latency_repeats: int  # turns, each with LATENCY_BLOCK timed calls per variant
     throughput_repeats: int
     agreement_per_class: int
+    inference_px: int | None  # input of the inference table's models (None: each architecture's own)
+    lever_batch: int
     lever_steps: int  # training steps per turn of each precision variant (bf16 is slow without AMX)
     lever_repeats: int
     probe_model: str  # the cached-features lever: the course's fine-tuning network at its input
@@ -48,12 +50,11 @@ class BenchSettings:
     def make(cls, quick: bool, models: tuple[str, ...] | None = None) -> BenchSettings:
         """The quick or the full settings (``models`` replaces the inference models)."""
         if quick:
-            s = cls(True, 16, 16, 3, "resnet18", 112, 16, 4, 3, ("resnet50",), 3, 2, 24, 1, 2,
+            s = cls(True, 16, 16, 3, "resnet18", 112, 16, 4, 3, ("resnet50",), 3, 2, 24, 112, 8, 1, 2,
                     "efficientnet_lite0", 112, 128, 2)  # fmt: skip
         else:
-            s = cls(
-                False, 60, 32, 5, "resnet18", 224, 32, 6, 5, MODELS, 9, 5, 40, 4, 3, "efficientnet_lite0", 112, 512, 2
-            )
+            s = cls(False, 60, 32, 5, "resnet18", 224, 32, 6, 5, MODELS, 9, 5, 40, None, 32, 4, 3,
+                    "efficientnet_lite0", 112, 512, 2)  # fmt: skip
         if models:
             if "resnet50" not in models:
                 raise NsfwLabError("--models must include resnet50 (onnx_latency_ratio is measured on it)")
@@ -103,7 +104,7 @@ def run_bench(
     train = train_step.measure(s.train_model, s.train_size, s.train_batch, s.train_steps, s.train_repeats)
     say(f"  train_step_ratio {train['ratio']:.3f}; CPU levers: precision variants, cached features")
     cpu_levers = {
-        "precision": levers.precision(s.train_model, s.train_size, s.train_batch, s.lever_steps, s.lever_repeats),
+        "precision": levers.precision(s.train_model, s.train_size, s.lever_batch, s.lever_steps, s.lever_repeats),
         "cached_probe": levers.cached_probe(s.probe_model, s.probe_size, s.probe_images, s.probe_epochs),
     }
     say(f"  bf16 + channels_last {cpu_levers['precision']['speedup_over_fp32']['bf16_channels_last']:.2f}x fp32; "
@@ -115,7 +116,7 @@ def run_bench(
     rows: list[dict[str, Any]] = []
 
     def sources() -> Iterator[tuple[str, Any, str]]:  # one model in memory at a time
-        yield from ((name, *inference.bench_model(name)) for name in s.models)
+        yield from ((name, *inference.bench_model(name, s.inference_px)) for name in s.models)
         for r in runs:
             loaded = load_run(r, device="cpu")
             yield f"run:{Path(r).name}", loaded.model.float().eval(), f"trained ({loaded.model.spec.name})"

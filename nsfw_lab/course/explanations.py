@@ -125,7 +125,7 @@ def measure_explanations(
 def miss_reason(m: dict[str, Any]) -> str | None:
     """Why a model's maps miss the pointing target, read from its own measurements (:func:`measure_explanations`):
     its accuracy on the boxed images, the hit rate on the ones it gets right, map cells against box sizes, flat
-    maps and ROAD against random maps. None when the model meets the target."""
+    maps, ROAD against random maps, and the share of map mass in the box. None when the model meets the target."""
     if m["verdict"] == "meets target":
         return None
     n, found = m["n"], []
@@ -145,7 +145,9 @@ def miss_reason(m: dict[str, Any]) -> str | None:
     if faith and faith["cam"]["road_combined"] <= faith["random"]["road_combined"]:
         found.append(f"ROAD {faith['cam']['road_combined']:.3f} is no better than random maps' "
                      f"{faith['random']['road_combined']:.3f}: the maps do not show what the model uses")  # fmt: skip
-    return "; ".join(found) or "none of accuracy, map resolution, flat maps or ROAD explains it"
+    cam_e, rand_e = m["cam"]["energy"]["mean"], m["random"]["energy"]["mean"]
+    found.append(f"its maps put {cam_e:.0%} of their mass in the evidence box (random maps {rand_e:.0%})")
+    return "; ".join(found)
 
 
 def pointing_verdict(rate: float, ci95: Sequence[float | None], baselines: Sequence[float]) -> str:
