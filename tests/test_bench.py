@@ -142,8 +142,9 @@ def test_the_model_card_reads_the_latency_table_of_its_architecture(
     card = model_card(run, "r50", bench=bench)
     section = card.split("## Deployment cost")[1].split("## ")[0]
     rows = {r["variant"]: r for r in bench["inference"] if r["model"] == "resnet50"}
-    assert "at 224 px (this model runs at 32 px" in section
-    assert f"| resnet50 | 224 | none | eager fp32 | {rows['eager']['batch1_ms']:.1f} |" in section
+    px = rows["eager"]["input_px"]  # the quick bench's input (112 px)
+    assert px == 112 and f"at {px} px (this model runs at 32 px" in section
+    assert f"| resnet50 | {px} | none | eager fp32 | {rows['eager']['batch1_ms']:.1f} |" in section
     assert f"| ONNX Runtime | {rows['onnxruntime']['batch1_ms']:.1f} |" in section
     assert "_Not measured" in model_card(tiny_run, "tiny", bench=bench)  # the quick bench has no baseline rows
     assert "Run `make bench`" in model_card(tiny_run, "tiny", bench=None)

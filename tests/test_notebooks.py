@@ -286,7 +286,7 @@ def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Pa
     bench = json.loads((smoke_report.parent / "benchmarks" / "bench.json").read_text())
     eager = next(r for r in bench["inference"] if r["model"] == "resnet50" and r["variant"] == "eager")
     r50 = (smoke_report / m["cards"]["ResNet-50"]["model"]).read_text().split("## Deployment cost")[1]
-    assert f"| resnet50 | 224 | none | eager fp32 | {eager['batch1_ms']:.1f} |" in r50
+    assert f"| resnet50 | {eager['input_px']} | none | eager fp32 | {eager['batch1_ms']:.1f} |" in r50
 
 
 def _run_of(report: Path, name: str) -> str:

@@ -15,6 +15,7 @@ GOALS = {  # key: (comparison, goal, what it is)
     "train_step_ratio": (">=", 0.95, "our training loop ÷ a bare PyTorch loop"),
     "onnx_latency_ratio": ("<=", 0.7, "ONNX Runtime batch-1 latency ÷ eager fp32, ResNet-50"),
 }
+LEVER_VARIANTS = ("fp32", "channels_last", "bf16", "bf16_channels_last")  # bench.json sorts its keys
 VARIANT_NAMES = {"eager": "eager fp32", "channels_last": "channels_last", "torchscript": "TorchScript",
                  "onnxruntime": "ONNX Runtime", "int8": "ONNX Runtime int8"}  # fmt: skip
 
@@ -89,9 +90,8 @@ def _gpu_lines(g: dict[str, Any]) -> list[str]:
 def _levers_lines(levers: dict[str, Any]) -> list[str]:
     """The section's lines for ``bench.md``."""
     p, c = levers["precision"], levers["cached_probe"]
-    rows = [
-        f"| {v} | {p['images_per_s'][v]['median']:.1f} | {p['speedup_over_fp32'][v]:.2f}x |" for v in p["images_per_s"]
-    ]
+    rates, gain = p["images_per_s"], p["speedup_over_fp32"]
+    rows = [f"| {v} | {rates[v]['median']:.1f} | {gain[v]:.2f}x |" for v in LEVER_VARIANTS if v in rates]
     d = p["default"]
     return [
         f"Training step, {p['model']} at {p['input_px']} px, batch {p['batch']}, steps per turn: "

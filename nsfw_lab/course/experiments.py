@@ -69,7 +69,7 @@ def trains_from_scratch(profile: Profile, weights: str) -> bool:
 
 SCRATCH_SKIPPED = (
     "no ImageNet weights on this machine, and from random weights it learns nothing in this profile's budget "
-    "(on the cpu profile, 1 + 1 epochs of 50 images per class ended at one predicted class); run the gpu "
+    "(measured on the cpu profile: two epochs on 50 images per class ended predicting one class); run the gpu "
     "profile, or give the machine torchvision's weight files once (docs/training.md)"
 )
 
