@@ -21,10 +21,10 @@ import torch
 
 from nsfw_lab.bench.measure import side_by_side
 from nsfw_lab.bench.train_step import InMemoryLoader, our_loop, synthetic_batches
+from nsfw_lab.evaluate.linear import choose_probe
 from nsfw_lab.models import build_model
 from nsfw_lab.models.wrapper import get_submodule
 
-PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)  # as many fits as the course's linear probe tries
 VARIANTS: dict[str, tuple[torch.dtype | None, bool]] = {  # name: (autocast dtype, channels_last)
     "fp32": (None, False),
     "channels_last": (None, True),
@@ -75,8 +75,6 @@ def precision(model_name: str, size: int, batch: int, steps: int, repeats: int) 
 def cached_probe(model_name: str, size: int, images: int, epochs: int, batch: int = 32) -> dict[str, Any]:
     """Seconds for a linear probe on cached features (one pass + fit) against one frozen-backbone epoch
     (measured) times ``epochs``, on ``images`` random images split half train, half validation."""
-    from sklearn.linear_model import LogisticRegression
-
     device = torch.device("cpu")
     torch.manual_seed(0)
     model = build_model(model_name, 5, image_size=size)
@@ -95,8 +93,7 @@ def cached_probe(model_name: str, size: int, images: int, epochs: int, batch: in
     y = torch.cat([b[1] for b in batches]).numpy()
     half = len(y) // 2
     t0 = time.perf_counter()
-    for c in PROBE_C_GRID:  # a probe is chosen over such a grid on validation (nsfw_lab.course.probe)
-        LogisticRegression(C=c, max_iter=1000).fit(x[:half], y[:half]).score(x[half:], y[half:])
+    choose_probe(x[:half], y[:half], x[half:], y[half:], 5)  # the course's probe fit (nsfw_lab.course.probe)
     fit = time.perf_counter() - t0
     frozen = copy.deepcopy(model)
     for name, p in frozen.named_parameters():

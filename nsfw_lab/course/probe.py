@@ -18,15 +18,14 @@ import torch
 
 from nsfw_lab.data.dataset import CuratedImageDataset, make_loader
 from nsfw_lab.data.transforms import eval_transform
-from nsfw_lab.evaluate.metrics import classification_metrics, macro_f1
+from nsfw_lab.evaluate.linear import C_GRID, choose_probe
+from nsfw_lab.evaluate.metrics import classification_metrics
 from nsfw_lab.evaluate.scoring import write_predictions
 from nsfw_lab.models import NsfwModel
 from nsfw_lab.models.wrapper import get_submodule
 from nsfw_lab.rundir import RunDir
 from nsfw_lab.utils.fsutil import atomic_write_json
 from nsfw_lab.utils.progress import tqdm
-
-C_GRID = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried; the probe keeps the best on validation
 
 
 @dataclass(frozen=True)
@@ -97,20 +96,8 @@ class Probe:
 def fit_probe(train: Features, val: Features, grid: tuple[float, ...] = C_GRID, seed: int = 0) -> Probe:
     """Standardise the features and fit a multinomial logistic regression for each ``C`` in ``grid``; keep
     the one with the best validation macro-F1 (never test)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    labels = list(range(len(train.classes)))
-    best: Probe | None = None
-    for c in grid:
-        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-        pipe.fit(train.x, train.y)
-        score = macro_f1(val.y, pipe.predict(val.x), labels)
-        if best is None or score > best.val_macro_f1:
-            best = Probe(pipe, c, score, len(train.y))
-    assert best is not None
-    return best
+    pipe, c, score = choose_probe(train.x, train.y, val.x, val.y, len(train.classes), grid, seed)
+    return Probe(pipe, c, score, len(train.y))
 
 
 def score_probe(probe: Probe, test: Features, out: Path, n_boot: int = 1000) -> dict[str, Any]:
