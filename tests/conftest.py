@@ -8,6 +8,28 @@ import pytest
 
 from nsfw_lab.data.synth import SynthConfig, generate
 
+SLOW_FIXTURES = {"smoke_report", "quick_bench"}  # the smoke study's notebooks (minutes), the quick bench
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that read the smoke study or the quick bench are ``slow`` (not in the fast subset); tests marked
+    ``cuda`` skip without a CUDA device (``make gpu-check`` runs them on one), and ``torchcodec`` ones where it
+    does not load (an existing-PyTorch install without a matching build)."""
+    import torch
+
+    from nsfw_lab.data.decode import torchcodec_problem
+
+    skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
+    problem = torchcodec_problem()
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if skip is not None and "cuda" in item.keywords:
+            item.add_marker(skip)
+        if problem and "torchcodec" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"needs TorchCodec, which is {problem}"))
+
 
 @pytest.fixture(scope="session")
 def small_proxy(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -152,6 +152,7 @@ def test_the_model_card_reads_the_latency_table_of_its_architecture(
     assert f"{rows['eager']['batch1_ms']:.1f}" in paths["model"].read_text()
 
 
+@pytest.mark.torchcodec
 def test_the_gpu_part_runs_its_loops_on_the_cpu_device(small_curated: Path) -> None:
     """No GPU in CI: the GPU part's code runs here on the CPU device with tiny settings (the CUDA-only calls are
     skipped there), both decode paths through the real loader, sampler and training loop."""

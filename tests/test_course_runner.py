@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from nsfw_lab.config import NOTEBOOKS_DIR
-from nsfw_lab.course.hygiene import problems
+from nsfw_lab.course.hygiene import SETUP_SOURCE, problems, setup_problem
 from nsfw_lab.course.runner import run_study
 
 PARAMS = """PROFILE: str = "cpu"  # run profile: smoke, cpu or gpu
@@ -124,3 +124,52 @@ def test_only_keeps_the_other_notebooks_in_the_index(tmp_path: Path) -> None:
     summary = json.loads((out / "study.json").read_text())
     assert [n["notebook"] for n in summary["notebooks"]] == ["00_a", "01_b"]
     assert 'href="html/00_a.html"' in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_notebook_has_the_setup_cell_after_its_parameters(path: Path) -> None:
+    assert setup_problem(path) is None
+
+
+def test_the_setup_cell_installs_from_the_clone_only_where_nsfw_lab_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.chdir(NOTEBOOKS_DIR)
+    exec(SETUP_SOURCE, {})  # installed (this environment): nothing happens
+    assert calls == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nsfw_lab" else real(name, *a))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    exec(SETUP_SOURCE, {})  # a fresh runtime in a clone: the existing-PyTorch install, then importable at once
+    root = NOTEBOOKS_DIR.parent
+    assert calls == [[sys.executable, str(root / "scripts" / "install_existing_torch.py"), "--extras", ""]]
+    assert sys.path[0] == str(root)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="not in a clone of its repository: clone it"):
+        exec(SETUP_SOURCE, {})
+
+
+def test_notebooks_run_on_this_pythons_kernel_where_nsfw_lab_is_not_registered(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from nsfw_lab.course.runner import kernel_name
+
+    specs = KernelSpecManager().find_kernel_specs()
+    assert "python3" in specs  # ipykernel's own kernel: this Python, always there
+    monkeypatch.setattr(KernelSpecManager, "find_kernel_specs", lambda self: {"python3": specs["python3"]})
+    assert kernel_name.__wrapped__() == "python3"
+    assert capsys.readouterr().err == (
+        f"note: no nsfw-lab Jupyter kernel is registered here; the notebooks run on python3 ({sys.executable})\n"
+    )
+    monkeypatch.setattr(KernelSpecManager, "find_kernel_specs", lambda self: {**specs, "nsfw-lab": "/k"})
+    assert kernel_name.__wrapped__() == "nsfw-lab" and capsys.readouterr().err == ""

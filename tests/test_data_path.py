@@ -17,11 +17,60 @@ from nsfw_lab.train.device_decode import DeviceDecoder, EncodedDataset, collate_
 from nsfw_lab.train.sampler import ResumableBatchSampler, SeededDataset
 
 
+@pytest.mark.torchcodec
 def test_torchcodec_and_pillow_decode_the_cache_to_the_same_pixels(small_curated: Path) -> None:
     ds = CuratedImageDataset(small_curated, "train")
     for p in ds.paths[:20]:
         a, b = decode_file(p, "torchcodec"), decode_file(p, "pil")
         assert a.dtype == torch.uint8 and a.shape[0] == 3 and torch.equal(a, b)
+
+
+@pytest.fixture
+def no_torchcodec(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """TorchCodec as an environment with its own PyTorch may have it: installed, but its library fails to load."""
+    import sys
+
+    from nsfw_lab.data import decode
+
+    fake = Path(__file__).parent / "helpers" / "broken_torchcodec"
+    for name in [m for m in sys.modules if m == "torchcodec" or m.startswith("torchcodec.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(fake))
+    decode._torchcodec.cache_clear()
+    decode._say_fallback.cache_clear()
+    yield
+    decode._torchcodec.cache_clear()
+    decode._say_fallback.cache_clear()
+
+
+def test_without_a_loadable_torchcodec_the_cache_decodes_with_pillow_said_once(  # type: ignore[no-untyped-def]
+    small_curated: Path, no_torchcodec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nsfw_lab.bench.measure import versions
+    from nsfw_lab.data.decode import effective_decoder, torchcodec_problem
+
+    problem = torchcodec_problem()
+    assert problem.startswith(f"installed but does not load with torch {torch.__version__} (")
+    assert "undefined symbol" in problem and "\n" not in problem
+    ds = CuratedImageDataset(small_curated, "train")  # the default decoder
+    assert ds.decoder == "pil" and CuratedImageDataset(small_curated, "val", decoder="gpu").decoder == "pil"
+    a, b = decode_file(ds.paths[0], "torchcodec"), decode_file(ds.paths[0], "pil")
+    assert torch.equal(a, b) and a.shape[0] == 3
+    err = capsys.readouterr().err
+    assert err.count("note: TorchCodec installed but does not load") == 1 and "decoding with Pillow" in err
+    with pytest.raises(NsfwLabError, match="--decode gpu needs TorchCodec") as e:
+        effective_decoder("gpu")
+    assert "\n" not in str(e.value)
+    assert versions()["torchcodec"].startswith("unused: installed but does not load")
+
+
+def test_a_missing_torchcodec_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, no_torchcodec) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from nsfw_lab.data.decode import torchcodec_problem
+
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # what `import` sees when it is not installed
+    assert torchcodec_problem() == "not installed (pip install torchcodec, or the nsfw-lab[decode] extra)"
 
 
 def test_a_broken_cache_file_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
@@ -35,6 +84,7 @@ def test_a_broken_cache_file_is_a_one_line_error_naming_it(tmp_path: Path) -> No
         CuratedImageDataset(tmp_path, "train", decoder="cv2")
 
 
+@pytest.mark.torchcodec
 def test_batch_decoding_on_the_device_reproduces_the_worker_path(small_curated: Path) -> None:
     """``--decode gpu`` decodes and augments in the main process; on the CPU device it must give exactly the
     tensors the workers give for the same (index, seed) items: same decoder output, same crops and flips."""
@@ -52,6 +102,7 @@ def test_batch_decoding_on_the_device_reproduces_the_worker_path(small_curated: 
     assert not torch.equal(want[0], cpu[(batch[0][0], batch[0][1] + 1)][0])  # another seed, another crop
 
 
+@pytest.mark.torchcodec
 def test_encoded_batches_cross_worker_processes_as_one_buffer(small_curated: Path) -> None:
     from nsfw_lab.train.data import batch_preparer, loader_over, train_val_datasets
 
@@ -100,10 +151,8 @@ def test_decoder_and_compile_changes_on_resume() -> None:
     assert resume_diff(c, TrainConfig(data="d", out="o", compile=True)) == ["compile"]
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@cuda
+@pytest.mark.cuda
+@pytest.mark.torchcodec
 def test_gpu_decoding_matches_the_worker_path_on_cuda(small_curated: Path) -> None:
     tf = train_transform(40, scale=(0.2, 1.0), normalize=False)
     base = CuratedImageDataset(small_curated, "train")
@@ -116,7 +165,8 @@ def test_gpu_decoding_matches_the_worker_path_on_cuda(small_curated: Path) -> No
     assert diff.mean() < 3 and (diff > 40).float().mean() < 0.01  # same crops; nvJPEG and CUDA resize round apart
 
 
-@cuda
+@pytest.mark.cuda
+@pytest.mark.torchcodec
 def test_training_with_gpu_decoding(small_curated: Path, tmp_path: Path, tiny_config) -> None:  # type: ignore[no-untyped-def]
     from nsfw_lab.train import fit
 

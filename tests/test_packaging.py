@@ -9,6 +9,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -41,7 +42,7 @@ def _applies(marker: str) -> bool:
     return not marker or Marker(marker).evaluate()
 
 
-def test_required_runtime_dependencies_and_exact_torch_pins() -> None:
+def test_required_runtime_dependencies_and_supported_ranges() -> None:
     proj = _pyproject()["project"]
     deps = {canonicalize_name(Requirement(d).name): Requirement(d) for d in proj["dependencies"]}
     for name in (
@@ -60,9 +61,17 @@ def test_required_runtime_dependencies_and_exact_torch_pins() -> None:
         "pillow",
     ):
         assert name in deps, name
-    assert str(deps["torch"].specifier) == "==2.14.1"
-    assert str(deps["torchvision"].specifier) == "==0.29.1"
-    assert proj["requires-python"].startswith(">=3.11")
+    # ranges, not pins: an environment that brought its own PyTorch keeps it (the lock pins the exact set)
+    from packaging.specifiers import SpecifierSet
+
+    for name, floor, newer in (("torch", "2.11.0", "2.14.1"), ("torchvision", "0.26.0", "0.29.1")):
+        spec = deps[name].specifier
+        assert spec.contains(floor) and spec.contains(newer), (name, str(spec))
+        assert not spec.contains(f"{floor.split('.')[0]}.{int(floor.split('.')[1]) - 1}.0"), f"{name}: floor below CI's"
+    python = SpecifierSet(proj["requires-python"])
+    assert all(python.contains(v) for v in ("3.11.0", "3.12.1", "3.13.0")) and not python.contains("3.10.13")
+    assert "torchcodec" not in deps, "TorchCodec is optional (its build matches one torch): the decode extra"
+    assert any(Requirement(d).name == "torchcodec" for d in proj["optional-dependencies"]["decode"])
     assert proj["scripts"]["nsfw-lab"] == "nsfw_lab.cli:main"
     dev = {canonicalize_name(Requirement(d).name) for d in proj["optional-dependencies"]["dev"]}
     assert {"pytest", "ruff"} <= dev
@@ -71,13 +80,14 @@ def test_required_runtime_dependencies_and_exact_torch_pins() -> None:
 def test_lock_satisfies_every_declared_requirement() -> None:
     pins = _lock()
     proj = _pyproject()["project"]
-    for d in proj["dependencies"] + proj["optional-dependencies"]["dev"]:
+    for d in proj["dependencies"] + proj["optional-dependencies"]["dev"] + proj["optional-dependencies"]["decode"]:
         req = Requirement(d)
         versions = [v for v, m in pins.get(canonicalize_name(req.name), []) if _applies(m)]
         assert versions, f"{req.name} is not pinned in requirements/lock.txt"
         assert all(req.specifier.contains(v, prereleases=True) for v in versions), (d, versions)
 
 
+@pytest.mark.locked
 def test_installed_environment_is_exactly_the_lock() -> None:
     """Every package in this environment is pinned in the lock, at the installed version."""
     pins = _lock()
@@ -96,11 +106,11 @@ def test_environment_yml_cannot_drift_from_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     deps = env["dependencies"]
     pythons = [d for d in deps if isinstance(d, str) and d.startswith("python")]
-    assert pythons == ["python=3.11"]
-    assert _pyproject()["project"]["requires-python"] == ">=3.11,<3.12"
+    assert pythons == ["python=3.11"]  # the Python the lock is compiled for (make lock)
+    assert "--python-version 3.11" in (ROOT / "Makefile").read_text()
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     # pip installs the project itself (dependencies come from pyproject.toml) through the same lock file:
-    assert pip == ["--constraint requirements/lock.txt", "--editable .[dev]"]
+    assert pip == ["--constraint requirements/lock.txt", "--editable .[dev,decode]"]
     conda_pkgs = {re.split(r"[=<>]", d)[0] for d in deps if isinstance(d, str)}
     assert conda_pkgs == {"python", "pip"}, "Python packages must come from the lock, not conda"
 
@@ -109,13 +119,26 @@ def test_makefile_targets_and_ci_entry_point() -> None:
     mk = (ROOT / "Makefile").read_text()
     for target in ("study:", "test:", "lab:", "clean:", "env:", "lock:"):
         assert re.search(rf"^{target}", mk, re.M), target
-    assert "--constraint $(LOCK)" in mk and "--editable" in mk
+    assert "--constraint $(LOCK)" in mk and "--editable '.[dev,decode]'" in mk
+    assert "--extra dev --extra decode" in mk  # the lock covers what `make env` installs
     assert "ipykernel install --sys-prefix --name nsfw-lab" in mk
     assert re.search(r"^\$\(STAMP\): pyproject.toml \$\(LOCK\)", mk, re.M)  # rebuilt only when these change
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test", ci, re.M)
 
 
+def test_ci_also_runs_the_fast_subset_on_the_floor_installed_the_existing_torch_way() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    deps = {Requirement(d).name: Requirement(d) for d in _pyproject()["project"]["dependencies"]}
+    for name, var in (("torch", "FLOOR_TORCH"), ("torchvision", "FLOOR_VISION")):
+        version = re.search(rf"^{var}=(\S+)$", ci, re.M).group(1)
+        floor = next(sp.version for sp in deps[name].specifier if sp.operator == ">=")
+        assert version.startswith(floor + "."), f".ci/run installs {name} {version}, pyproject's floor is {floor}"
+    assert "versions/3.13" in ci and "scripts/install_existing_torch.py" in ci
+    assert ci.index("make test") < ci.index('-m "not slow and not locked and not cuda"')
+
+
+@pytest.mark.locked
 def test_kernel_nsfw_lab_is_registered_inside_this_environment() -> None:
     spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "nsfw-lab" / "kernel.json"
     assert spec.is_file(), "run `make env`: the nsfw-lab kernel is not registered in this environment"

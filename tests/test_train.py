@@ -162,6 +162,7 @@ def _torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run(cmd, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_cover_the_same_samples(small_curated: Path, tmp_path: Path) -> None:
     args = [*TINY, "--data", str(small_curated), "--epochs", "2"]
     single = _train("--out", str(tmp_path / "single"), "--batch-size", "16", *args)
@@ -367,3 +368,17 @@ def test_top_level_api() -> None:
     for name in ("build_model", "freeze", "fit", "make_config", "evaluate_run", "predict", "load_run", "TrainConfig",
                  "export_run", "run_bench"):  # fmt: skip
         assert callable(getattr(nsfw_lab, name))
+
+
+@pytest.mark.cuda
+def test_on_cuda_the_defaults_are_bf16_and_channels_last_and_the_loss_falls(  # type: ignore[no-untyped-def]
+    small_curated: Path, tmp_path: Path, tiny_config
+) -> None:
+    from nsfw_lab.train import fit
+
+    r = fit(tiny_config(small_curated, tmp_path / "run", model="resnet18", image_size=64, epochs=4, batch_size=32,
+                        optimizer="adamw", lr=1e-3, device="cuda"))  # fmt: skip
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["amp"] == "bf16" and resolved["channels_last"] is True
+    losses = [h["train_loss"] for h in r.history]
+    assert all(map(torch.isfinite, torch.tensor(losses))) and losses[-1] < losses[0], losses

@@ -30,6 +30,17 @@ def add_parser(sub: Subparsers) -> None:
     b.add_argument("--work", help="where the bench's generated images live (default data/interim/bench)")
     b.add_argument("--if-missing", action="store_true", help="do nothing when OUT already holds a bench.json")
     b.set_defaults(func=run)
+    g = sub.add_parser(
+        "gpu-check",
+        help="on a CUDA machine: the CUDA tests, the bench's GPU part and a gpu-profile mini study (minutes)",
+        description="Writes gpu_check.json and gpu_check.md naming the device (`make gpu-check` installs the package "
+        "next to the machine's own PyTorch first). Without CUDA it records that and exits 0.",
+    )
+    g.add_argument("--out", help="folder for gpu_check.json and .md (default reports/benchmarks)")
+    g.add_argument("--work", help="where its proxy and runs live (default data/interim/gpu_check)")
+    g.add_argument("--rehearse", action="store_true", help="run the same steps at toy sizes on the CPU (about "
+                   "a minute): check an install before spending GPU time")  # fmt: skip
+    g.set_defaults(func=run_check)
 
 
 def run(a: argparse.Namespace) -> None:
@@ -50,3 +61,17 @@ def run(a: argparse.Namespace) -> None:
     gpu = bench["gpu"]
     print(f"gpu: {gpu['device'] if gpu.get('available') else gpu.get('note')}")
     print(f"wrote {js} and {md} in {bench['seconds']:.0f} s")
+
+
+def run_check(a: argparse.Namespace) -> None:
+    """Run ``gpu-check`` and print where it wrote."""
+    from nsfw_lab.bench.gpu_check import CheckSettings, failures, run_gpu_check
+    from nsfw_lab.errors import NsfwLabError
+
+    settings, device = (CheckSettings.tiny(), "cpu") if a.rehearse else (None, None)
+    r, js, md = run_gpu_check(Path(a.out) if a.out else None, Path(a.work) if a.work else None, settings, device)
+    where = "nothing was run" if "note" in r else f"run on {r['run_on']}"
+    device = r["device"] if r["cuda"] else "no CUDA device"
+    print(f"gpu-check ({device}, {where}): {r['seconds']:.0f} s; wrote {js} and {md}")
+    if failures(r):
+        raise NsfwLabError(f"gpu-check: failed: {'; '.join(failures(r))} (details in {js})")

@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from nsfw_lab.bench.measure import paired_ratio, side_by_side
 from nsfw_lab.data.dataset import CuratedImageDataset, loader_options
-from nsfw_lab.data.decode import decode_file
+from nsfw_lab.data.decode import decode_file, torchcodec_problem
 from nsfw_lab.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
 from nsfw_lab.train.data import train_val_datasets
@@ -104,7 +104,7 @@ def decode_rates(cached: Path, large: Path, n: int = 40) -> dict[str, float]:
         return round(statistics.median(times), 3)
 
     return {
-        "cache_torchcodec_ms": ms(cache_files, "torchcodec"),
+        "cache_torchcodec_ms": None if torchcodec_problem() else ms(cache_files, "torchcodec"),
         "cache_pil_ms": ms(cache_files, "pil"),
         "original_pil_ms": ms(originals, "pil"),
     }

@@ -133,12 +133,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _torchcodec_version() -> str:
+    """TorchCodec's version, or why it is not used here (decoding then goes through Pillow)."""
+    from importlib import metadata
+
+    from nsfw_lab.data.decode import torchcodec_problem
+
+    problem = torchcodec_problem()
+    return metadata.version("torchcodec") if problem is None else f"unused: {problem}"
+
+
 def versions() -> dict[str, str]:
     """Versions of everything that decides the figures."""
     import numpy
     import onnxruntime
     import PIL
-    import torchcodec
     import torchvision
 
     from nsfw_lab import __version__
@@ -148,7 +157,7 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "torchcodec": torchcodec.__version__,
+        "torchcodec": _torchcodec_version(),
         "onnxruntime": onnxruntime.__version__,
         "pillow": PIL.__version__,
         "numpy": numpy.__version__,

@@ -46,6 +46,10 @@ def _rate(d: dict[str, Any]) -> str:
     return f"{d['median']:.1f} img/s (repeats {', '.join(f'{r:.1f}' for r in d['repeats'])})"
 
 
+def _ms(v: float | None) -> str:
+    return "not measured (unavailable here)" if v is None else f"{v} ms"
+
+
 def inference_table(rows: list[dict[str, Any]]) -> list[str]:
     """The per-model rows as Markdown table lines."""
     out = ["| model | px | weights | variant | batch-1 ms | batch-32 img/s | peak MiB | top-1 agreement |",
@@ -144,8 +148,8 @@ def markdown(b: dict[str, Any]) -> str:
         f"{_rate(d['plain_images_per_s'])}.",
         f"- Same {d['images']} images, batches {tuple(d['batch_shape'])}, {d['augmentation']}, "
         f"{d['epochs_per_repeat']} epochs per repeat.",
-        f"- Decoding one image: cache {d['decode']['cache_torchcodec_ms']} ms with TorchCodec, "
-        f"{d['decode']['cache_pil_ms']} ms with Pillow; original {d['decode']['original_pil_ms']} ms with Pillow.",
+        f"- Decoding one image: cache {_ms(d['decode']['cache_torchcodec_ms'])} with TorchCodec, "
+        f"{_ms(d['decode']['cache_pil_ms'])} with Pillow; original {_ms(d['decode']['original_pil_ms'])} with Pillow.",
         "",
         "## Training loop (CPU)",
         "",

@@ -1,6 +1,7 @@
 """Rules for committed notebooks: no outputs or execution counts, the ``nsfw-lab`` kernel, exactly one
 ``parameters`` cell of annotated, commented UPPER_CASE names including the runner's common ones, and no value
-picked by profile name in code (sizes and epochs belong to the profile, :mod:`nsfw_lab.config`)."""
+picked by profile name in code (sizes and epochs belong to the profile, :mod:`nsfw_lab.config`); and right after
+the parameters, the one setup cell (:data:`SETUP_SOURCE`) that lets a fresh hosted runtime run the notebook."""
 
 from __future__ import annotations
 
@@ -9,6 +10,24 @@ import re
 from pathlib import Path
 
 COMMON = ("PROFILE", "DATA_DIR", "DEVICE", "REPORT_DIR")
+SETUP_SOURCE = """\
+# Setup: does nothing where nsfw_lab is installed (make study, make lab). In a fresh hosted runtime (Colab, Kaggle,
+# a cluster image) opened in a clone of the repository, it installs nsfw_lab next to the runtime's own PyTorch and
+# leaves that alone (scripts/install_existing_torch.py, docs/install.md); it registers no kernel.
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("nsfw_lab") is None:
+    here = [Path.cwd(), *Path.cwd().parents]
+    root = next((p for p in here if (p / "scripts" / "install_existing_torch.py").is_file()), None)
+    if root is None:
+        raise SystemExit("nsfw_lab is not installed and this folder is not in a clone of its repository: "
+                         "clone it and open this notebook from its notebooks/ folder")
+    subprocess.run([sys.executable, str(root / "scripts" / "install_existing_torch.py"), "--extras", ""], check=True)
+    sys.path.insert(0, str(root))  # the editable install applies from the next start; this kernel imports it now
+    importlib.invalidate_caches()"""
 
 
 def parameters_source(nb: dict) -> list[str]:
@@ -28,6 +47,18 @@ def declared_parameters(path: Path) -> list[str]:
             if isinstance(target, ast.Name):
                 names.append(target.id)
     return names
+
+
+def setup_problem(path: Path) -> str | None:
+    """Why the notebook's first code cell after its parameters is not :data:`SETUP_SOURCE` (None: it is)."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    after = [c for c in cells[tagged[0] + 1 :] if c.cell_type == "code"] if tagged else []
+    if not after or after[0].source != SETUP_SOURCE:
+        return "the first code cell after the parameters is not the setup cell (nsfw_lab.course.hygiene.SETUP_SOURCE)"
+    return None
 
 
 PROFILE_SWITCH = re.compile(r"PROFILE\s*[!=]=|\.get\(\s*PROFILE\b|\bPROFILE\s+in\b|\[\s*PROFILE\s*\]")

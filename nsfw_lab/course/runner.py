@@ -9,8 +9,10 @@ notebooks through :class:`nsfw_lab.course.Report`), ``study.json`` and an ``inde
 
 from __future__ import annotations
 
+import functools
 import html
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -72,6 +74,19 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0][:300] if (text or "").strip() else ""
 
 
+@functools.cache
+def kernel_name() -> str:
+    """``nsfw-lab`` where that kernel is registered (``make env`` does it), else ``python3``, ipykernel's kernel
+    for this Python (an install next to an existing PyTorch registers none); the fallback is said once."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL in KernelSpecManager().find_kernel_specs():
+        return KERNEL
+    print(f"note: no {KERNEL} Jupyter kernel is registered here; the notebooks run on python3 ({sys.executable})",
+          file=sys.stderr)  # fmt: skip
+    return "python3"
+
+
 def run_notebook(nb: Path, out: Path, parameters: dict[str, Any], timeout: int) -> NotebookResult:
     """Execute one notebook into ``out/executed`` and ``out/html``; never raises for notebook errors."""
     import papermill as pm
@@ -86,7 +101,7 @@ def run_notebook(nb: Path, out: Path, parameters: dict[str, Any], timeout: int) 
         check_parameters(nb, parameters)
         with (out / "logs" / f"{nb.stem}.log").open("w") as log:
             pm.execute_notebook(
-                str(nb), str(executed), parameters=parameters, kernel_name=KERNEL, cwd=str(nb.parent),
+                str(nb), str(executed), parameters=parameters, kernel_name=kernel_name(), cwd=str(nb.parent),
                 execution_timeout=timeout, start_timeout=180, progress_bar=False, log_output=True,
                 stdout_file=log, stderr_file=log,
             )  # fmt: skip

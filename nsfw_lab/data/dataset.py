@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nsfw_lab.config import SPLITS
 from nsfw_lab.data.curate import read_report
-from nsfw_lab.data.decode import check_decoder, decode_file, read_encoded
+from nsfw_lab.data.decode import check_decoder, decode_file, effective_decoder, read_encoded
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.utils.fsutil import read_csv
 from nsfw_lab.utils.parallel import default_workers
@@ -52,7 +52,8 @@ class CuratedImageDataset(Dataset):
         self.targets = [self.classes.index(r["class"]) for r in rows]
         self.rows = rows
         self.transform = transform
-        self.decoder = "torchcodec" if decoder == "gpu" else decoder  # item access still decodes on the CPU
+        # item access still decodes on the CPU; Pillow in place of TorchCodec where it does not load (said once)
+        self.decoder = effective_decoder("torchcodec" if decoder == "gpu" else decoder)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nsfw_lab import __version__
 from nsfw_lab.data.dataset import class_weights, read_curated
+from nsfw_lab.data.decode import effective_decoder
 from nsfw_lab.errors import NsfwLabError, RunConfigChanged
 from nsfw_lab.models import NsfwModel, build_model, freeze, model_from_spec
 from nsfw_lab.models import checkpoint as ckpt
@@ -106,6 +107,7 @@ def fit(config: TrainConfig) -> RunResult:
         raise NsfwLabError("--amp fp16 needs CUDA (on the CPU use --amp bf16 or off)")
     if config.decode == "gpu" and device.type != "cuda":
         raise NsfwLabError("--decode gpu needs CUDA (on the CPU use --decode torchcodec or pil)")
+    effective_decoder(config.decode)  # --decode gpu without TorchCodec: one line, before any work
     compilers = ("c++", "g++", "clang++", "cc")
     if config.compile and device.type == "cpu" and not any(shutil.which(cc) for cc in compilers):
         raise NsfwLabError("--compile on the CPU needs a C++ compiler (none on PATH); install one or drop --compile")
