@@ -278,6 +278,12 @@ def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Pa
         pol = m["policy"][name]
         assert pol["val"]["block_recall"] >= 0.95  # the default target, met on val by construction
         assert 0 <= pol["test"]["review_rate"] <= 1
+        rc, policy = pol["risk_controlled"], json.loads((run / "policy.json").read_text())
+        assert rc == policy["risk_controlled"] and rc["bound"]["alpha"] == 0.02 and rc["bound"]["n"] > 0
+        assert rc["bound"]["certified"] is (rc["thresholds"]["t_review"] > 0)
+        if rc["bound"]["n"] < 114:  # 0.98 ** n > 0.1: no threshold above 0 can be certified; review all not blocked
+            assert not rc["bound"]["certified"] and rc["test"]["missed_rate"] == 0
+        assert rc["held_on_test"] == (rc["test"]["missed_rate"] <= 0.02)
         card = (smoke_report / m["cards"][name]["model"]).read_text()
         assert f"T = {cal['temperature']:.3f}" in card and "Not recorded" not in card
         assert "Pointing game" in card and "Study-level shortcut experiment" in card

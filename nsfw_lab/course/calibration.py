@@ -45,6 +45,29 @@ def operating_points(fitted: dict[str, Calibrated]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "split"])
 
 
+def risk_table(fitted: dict[str, Calibrated]) -> pd.DataFrame:
+    """Per model, the risk-controlled policy: the promise (miss rate <= alpha with probability 1 - delta), the
+    block-group images on val it rests on, the certified review threshold and its val upper bound, the review
+    share it costs on test next to the val-chosen policy's, and the miss rate it achieved on test with its CI."""
+    import pandas as pd
+
+    rows = {}
+    for name, f in fitted.items():
+        rc, b = f.policy["risk_controlled"], f.policy["risk_controlled"]["bound"]
+        test = rc["test"]
+        rows[name] = {
+            "promise": f"miss <= {b['alpha']:g} w.p. {1 - b['delta']:g}", "val block images": b["n"],
+            "certified": b["certified"], "t_review": rc["thresholds"]["t_review"],
+            "val miss upper bound": round(b["upper_bound"], 4), "test review rate": test["review_rate"],
+            "test review rate (val-chosen)": f.policy["test"]["review_rate"], "test miss rate": test["missed_rate"],
+            "test miss 95% CI": [round(v, 3) for v in test["missed_rate_ci95"] if v is not None],
+            "held on test": rc["held_on_test"],
+        }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def policy_record(fitted: dict[str, Calibrated]) -> dict[str, Any]:
-    """What notebook 07 records of each model's policy: thresholds and the val and test operating points."""
-    return {name: {k: f.policy[k] for k in ("thresholds", "val", "test")} for name, f in fitted.items()}
+    """What notebook 07 records of each model's policy: thresholds, the val and test operating points, and the
+    risk-controlled policy."""
+    keys = ("thresholds", "val", "test", "risk_controlled")
+    return {name: {k: f.policy[k] for k in keys} for name, f in fitted.items()}

@@ -83,6 +83,15 @@ def _calibrate(a: argparse.Namespace) -> None:
         f"block recall {f(m['block_recall'])}, false-positive rate {f(m['false_positive_rate'])}, review rate "
         f"{f(m['review_rate'])} -> {files.calibration}, {files.policy.name}"
     )
+    rc, b = pol["risk_controlled"], pol["risk_controlled"]["bound"]
+    promise = f"miss rate <= {b['alpha']:g} with probability {1 - b['delta']:g}"
+    how = (f"review >= {rc['thresholds']['t_review']:.4f} (val: {b['misses']} of {b['n']} block-group images missed, "
+           f"upper bound {b['upper_bound']:.3f})" if b["certified"] else f"not certifiable with {b['n']} block-group "
+           "val images: everything not blocked goes to review")  # fmt: skip
+    print(
+        f"risk-controlled: {promise}: {how}; test miss rate {f(rc['test']['missed_rate'])} "
+        f"({'held' if rc['held_on_test'] else 'NOT held'}), review rate {f(rc['test']['review_rate'])}"
+    )
 
 
 def _inference_flags(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,10 @@ probabilities. Two thresholds are chosen on **val** (:func:`choose_thresholds`):
 :func:`decide`: ``block`` when the score reaches ``t_block``; ``review`` inside the abstain band
 ``[t_review, t_block)``; below it, the group of the most probable class (a block class there goes to
 ``review``: the model is unsure). :func:`operating_point` states what that costs on **test**, with CIs.
+
+Beside them, :func:`fit_policy` writes a **risk-controlled** review threshold (:mod:`nsfw_lab.evaluate.risk`):
+the block group's miss rate at most ``risk_alpha`` with probability ``1 - risk_delta``, the review band
+widened as far as that takes, and the miss rate it achieved on test next to its bound.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.metrics import bootstrap_indices, percentile_interval
+from nsfw_lab.evaluate.risk import RiskBound, certify_review_threshold
 from nsfw_lab.rundir import RunDir
 from nsfw_lab.utils.fsutil import atomic_write_json, read_json
 
@@ -40,6 +45,8 @@ class Policy:
     allow: tuple[str, ...] = ("neutral", "drawings")
     target_recall: float = 0.95
     review_recall: float = 0.99
+    risk_alpha: float = 0.02  # risk-controlled policy: block-group miss rate at most this ...
+    risk_delta: float = 0.1  # ... with probability at least 1 - this (over the draw of val)
 
     def check(self, classes: list[str], source: str = "policy") -> None:
         """Raise a one-line error unless every class is in exactly one group and the targets are in (0, 1]."""
@@ -57,6 +64,9 @@ class Policy:
                 f"{source}: need 0 < target_recall <= review_recall <= 1 "
                 f"(got {self.target_recall}, {self.review_recall})"
             )
+        if not (0 < self.risk_alpha < 1 and 0 < self.risk_delta < 1):
+            raise NsfwLabError(f"{source}: need 0 < risk_alpha < 1 and 0 < risk_delta < 1 "
+                               f"(got {self.risk_alpha}, {self.risk_delta})")  # fmt: skip
 
     def group(self, cls: str) -> str:
         """The decision a class maps to on its own."""
@@ -122,6 +132,16 @@ def choose_thresholds(probs: np.ndarray, y: np.ndarray, classes: list[str], poli
     return Thresholds(t_block, min(t_block, threshold_for_recall(s, policy.review_recall)))
 
 
+def risk_controlled(probs: np.ndarray, y: np.ndarray, classes: list[str], policy: Policy) -> RiskBound:
+    """The review threshold certified on labelled (val) probabilities (:mod:`nsfw_lab.evaluate.risk`): a
+    block-group image is missed when its score is under it and its most probable class is an allow class."""
+    policy.check(classes)
+    pos = np.isin(np.asarray(y, int), [classes.index(c) for c in policy.block])
+    allowed = np.array([policy.group(classes[k]) == "allow" for k in probs.argmax(1)], bool) if len(probs) else pos
+    s = block_score(probs, classes, policy)
+    return certify_review_threshold(s[pos], allowed[pos], policy.risk_alpha, policy.risk_delta)
+
+
 def decide(probs: np.ndarray, classes: list[str], policy: Policy, thresholds: Thresholds) -> np.ndarray:
     """One decision per row of ``probs`` (``allow``, ``review`` or ``block``)."""
     s = block_score(probs, classes, policy)
@@ -175,16 +195,26 @@ def fit_policy(
     """Choose the thresholds on ``val`` = (probabilities, labels), state the operating point on ``val`` and
     ``test``, and write the run's ``policy`` file (read by ``nsfw-lab predict``); returns its content."""
     t = choose_thresholds(val[0], val[1], classes, policy)
+    splits = (("val", val), ("test", test))
+    bound = risk_controlled(val[0], val[1], classes, policy)
+    risk_t = Thresholds(t.t_block, min(t.t_block, bound.t_review))
     result = {
         "policy": asdict(policy),
         "thresholds": t.to_dict(),
         "temperature": temperature,
         "chosen_on": "val",
-        **{
-            name: operating_point(decide(p, classes, policy, t), y, classes, policy, n_boot)
-            for name, (p, y) in (("val", val), ("test", test))
+        **{name: operating_point(decide(p, classes, policy, t), y, classes, policy, n_boot) for name, (p, y) in splits},
+        "risk_controlled": {
+            "bound": bound.to_dict(),
+            "thresholds": risk_t.to_dict(),
+            **{
+                name: operating_point(decide(p, classes, policy, risk_t), y, classes, policy, n_boot)
+                for name, (p, y) in splits
+            },
         },
     }
+    missed = result["risk_controlled"]["test"]["missed_rate"]
+    result["risk_controlled"]["held_on_test"] = None if missed is None else bool(missed <= policy.risk_alpha)
     atomic_write_json(RunDir(run_dir).policy, result)
     return result
 
