@@ -62,6 +62,11 @@ class Course:
     scratch_large: bool  # 03-04: train them from random weights when their ImageNet weights cannot be had
     inception_px: int  # 04: InceptionV3's input (299 as published; smaller ones drop the auxiliary head)
     inception_epochs: int  # 04
+    ladder: tuple[
+        str, ...
+    ]  # 04: the modern backbones trained beside InceptionV3 (ConvNeXt-T, EfficientNetV2-S, Swin-T)
+    ladder_px: int  # 04: their input
+    ladder_epochs: int  # 04
     ablation_model: str  # 05: the base model the augmentations are added to (fine-tuned from ImageNet)
     ablation_px: int  # 05: its input
     ablation_epochs: int  # 05: epochs per run
@@ -90,7 +95,13 @@ class Profile:
     def to_dict(self) -> dict:
         """Plain-typed view (for JSON and papermill parameters)."""
         d = asdict(self)
-        for k in ("residual_depths", "sweep_per_class", "scratch_sweep_per_class", "ablation_seeds"):
+        for k in (
+            "residual_depths",
+            "sweep_per_class",
+            "scratch_sweep_per_class",
+            "ablation_seeds",
+            "ladder",
+        ):
             d["course"][k] = list(getattr(self.course, k))
         return d
 
@@ -128,6 +139,9 @@ PROFILES: dict[str, Profile] = {
             scratch_large=True,  # every path exercised
             inception_px=75,  # InceptionV3's minimum
             inception_epochs=2,  # capped by max_steps
+            ladder=("convnext_tiny", "efficientnet_v2_s", "swin_t"),  # a few steps each: every path
+            ladder_px=56,
+            ladder_epochs=1,
             ablation_model="efficientnet_lite0",
             ablation_px=56,
             ablation_epochs=1,
@@ -167,6 +181,9 @@ PROFILES: dict[str, Profile] = {
             scratch_large=False,  # from random weights they learn nothing in 30 minutes on 2 cores (measured)
             inception_px=96,
             inception_epochs=2,
+            ladder=("convnext_tiny",),  # the cheapest of the three at 112 px; like the ResNets, ImageNet weights only
+            ladder_px=112,
+            ladder_epochs=2,
             ablation_model="efficientnet_lite0",
             ablation_px=56,  # 14 fine-tunes must fit on 2 cores
             ablation_epochs=1,
@@ -206,6 +223,9 @@ PROFILES: dict[str, Profile] = {
             scratch_large=True,
             inception_px=299,
             inception_epochs=30,
+            ladder=("convnext_tiny", "efficientnet_v2_s", "swin_t"),
+            ladder_px=224,  # one resolution for the ladder and the ResNets: a like-for-like comparison
+            ladder_epochs=30,
             ablation_model="resnet50",
             ablation_px=224,
             ablation_epochs=30,

@@ -14,7 +14,8 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models import ConvPoolFC, build_model, count_parameters, freeze, imagenet_file, layer_table
 from nsfw_lab.models.zoo import INCEPTION_AUX_MIN
 
-SMALL = {"baseline": 32, "resnet18": 32, "resnet50": 32, "resnet101": 32, "inception_v3": 75, "efficientnet_lite0": 32}
+SMALL = {"baseline": 32, "resnet18": 32, "resnet50": 32, "resnet101": 32, "inception_v3": 75, "efficientnet_lite0": 32,
+         "convnext_tiny": 32, "efficientnet_v2_s": 32, "swin_t": 32}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(SMALL))

@@ -186,6 +186,9 @@ def test_cpu_profile_is_sized_to_tell_things_apart() -> None:
     assert trains_from_scratch(get_profile("smoke"), "none") and trains_from_scratch(get_profile("gpu"), "none")
 
 
+LADDER = ("ConvNeXt-T", "EfficientNetV2-S", "Swin-T")
+
+
 def test_inception_notebook_records_its_flags_and_reads_the_resnets(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "04_inception_v3")
     inc = m["inception"]
@@ -193,6 +196,14 @@ def test_inception_notebook_records_its_flags_and_reads_the_resnets(smoke_report
     assert inc["accuracy_ci95"][0] <= inc["accuracy"] <= inc["accuracy_ci95"][1]
     html = (smoke_report / "html" / "04_inception_v3.html").read_text()
     assert "InceptionOutputs" in html and "resnet101, two-stage" in html  # notebook 03's runs were read
+    ladder = m["ladder"]  # the smoke profile trains the whole ladder a few steps, offered in this order
+    assert [name for name, *_ in m["candidates"]] == ["InceptionV3", *LADDER]
+    for arch, r in ladder.items():
+        assert (
+            r["trained"] and r["image_size"] == 56 and r["macro_f1_ci95"][0] <= r["macro_f1"] <= r["macro_f1_ci95"][1]
+        )
+        spec = json.loads((smoke_report / r["run"] / "config.json").read_text())["model"]
+        assert spec["name"] == arch and spec["map_layout"] == ("NHWC" if arch == "swin_t" else "NCHW")
 
 
 def test_ablation_notebook_runs_every_augmentation_against_the_base(smoke_report: Path) -> None:
@@ -219,7 +230,8 @@ def test_ablation_notebook_runs_every_augmentation_against_the_base(smoke_report
 def test_gradcam_notebook_analyses_the_best_model_on_val(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "06_gradcam_error_analysis")
     scores = m["val_scores"]
-    assert set(scores) == {"baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3"}
+    assert set(scores) == {"baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3",
+                           *LADDER}  # fmt: skip
     assert m["best_model"] == max(scores, key=scores.get)
     assert min(m["cam_layer"]["map_size"]) >= 7  # every model's Grad-CAM layer is picked for a 7x7 map or more
     runs = json.loads((smoke_report / "metrics" / "08_comparison.json").read_text())["comparison"]
@@ -306,7 +318,8 @@ def _run_of(report: Path, name: str) -> str:
 def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "08_comparison")
     rows = {r["model"]: r for r in m["comparison"]}
-    assert list(rows) == ["baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3"]
+    assert list(rows) == ["baseline CNN", "efficientnet_lite0 (ImageNet)", "ResNet-50", "ResNet-101", "InceptionV3",
+                          *LADDER]  # fmt: skip
     p = {k: r["parameters (M)"] for k, r in rows.items()}
     assert p["ResNet-101"] > p["ResNet-50"] > p["baseline CNN"] > 0
     assert all(r["CPU latency ms (batch 1)"] > 0 for r in rows.values())

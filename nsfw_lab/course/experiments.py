@@ -120,6 +120,26 @@ def train_and_test(cfg: TrainConfig, n_boot: int = 1000) -> Trained:
     return Trained(result.run_dir, result.history, result.best, test)
 
 
+LADDER_NAMES = {"convnext_tiny": "ConvNeXt-T", "efficientnet_v2_s": "EfficientNetV2-S", "swin_t": "Swin-T"}
+
+
+def train_beside(
+    profile: Profile, data: Path, runs: Path, model: str, weights: str, size: int, epochs: int, seed: int,
+    device: str, out: Path,
+) -> Trained | None:  # fmt: skip
+    """Notebook 04's runs (InceptionV3 and the modern ladder): ``model`` on notebook 03's training images
+    (:func:`large_model_data`) with the ResNets' optimiser rule, trained and tested once; None where the profile
+    does not train it from ``weights`` (:func:`trains_from_scratch`)."""
+    if not trains_from_scratch(profile, weights):
+        return None
+    from nsfw_lab.train import make_config
+
+    cfg = make_config(data=str(large_model_data(profile, data, runs, seed)), out=str(out), model=model, weights=weights,
+                      image_size=size, batch_size=profile.batch_size, epochs=epochs, max_steps=profile.max_steps,
+                      seed=seed, device=device, save_every=0, **optimizer_for(weights, model))  # fmt: skip
+    return train_and_test(cfg)
+
+
 def _saved_test(run: RunDir) -> dict[str, Any] | None:
     """The run's test evaluation when it was written after its best checkpoint (a rerun skips re-evaluating)."""
     ev, best = run.evaluation("test"), run.best

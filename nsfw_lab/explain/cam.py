@@ -3,7 +3,9 @@
 :class:`GradCam` is a context manager around ``pytorch_grad_cam.GradCAM``:
 
 - hooks the model's own target layer (``model.spec.target_layer``: ``layer4[-1]`` for ResNets,
-  ``Mixed_7c`` for InceptionV3, the last conv block of the baseline) or another one by name;
+  ``Mixed_7c`` for InceptionV3, the last conv block of the baseline, the last block of ConvNeXt and Swin) or
+  another one by name; a transformer's channels-last token maps (Swin: ``spec.map_layout == "NHWC"``) go
+  through grad-cam's ``reshape_transform``;
   :func:`cam_layer` picks the deepest layer whose map is still at least 4 x 4 at a reduced input size
   (``Mixed_7c`` is 8 x 8 at 299 px but 1 x 1 at 96 px, where every CAM would be flat);
 - explains the class's logit (default) or its softmax probability (``target="probability"``): evidence
@@ -39,10 +41,12 @@ from nsfw_lab.models.wrapper import get_submodule
 def map_sizes(model: NsfwModel, layers: Sequence[str], input_size: int) -> dict[str, tuple[int, int]]:
     """Spatial size of each layer's output for one ``input_size`` image (one forward pass, eval mode)."""
     sizes: dict[str, tuple[int, int]] = {}
+    nhwc = model.spec.map_layout == "NHWC"
 
     def hook(name: str) -> Any:
         def record(_m: Any, _i: Any, out: Tensor) -> None:  # returns None: the output is left alone
-            sizes.setdefault(name, (int(out.shape[-2]), int(out.shape[-1])))
+            h, w = (out.shape[1], out.shape[2]) if nhwc else (out.shape[-2], out.shape[-1])
+            sizes.setdefault(name, (int(h), int(w)))
 
         return record
 
@@ -57,6 +61,10 @@ def map_sizes(model: NsfwModel, layers: Sequence[str], input_size: int) -> dict[
             h.remove()
         model.train(was_training)
     return sizes
+
+
+def _to_nchw(t: Tensor) -> Tensor:
+    return t.permute(0, 3, 1, 2)
 
 
 CAM_MIN_SIDE = 7  # a 4x4 map cannot point at a motif: small inputs take an earlier stage
@@ -88,7 +96,8 @@ class GradCam:
         self._grad_flags = [(p, p.requires_grad) for p in layer.parameters()]
         for p, _ in self._grad_flags:
             p.requires_grad_(True)
-        self._cam = GradCAM(model=self.model, target_layers=[layer])
+        nhwc = self.model.spec.map_layout == "NHWC"  # a transformer's (B, H, W, C) tokens, as grad-cam documents
+        self._cam = GradCAM(model=self.model, target_layers=[layer], reshape_transform=_to_nchw if nhwc else None)
         return self
 
     def __exit__(self, *exc: object) -> None:  # never swallows an exception

