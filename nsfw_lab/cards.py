@@ -1,7 +1,7 @@
 """``nsfw-lab cards``: a model card and a data card per run, written as Markdown from what the run recorded.
 
-Every figure in a card is read from a file (the run folder's config, test evaluation, calibration and
-policy, :class:`nsfw_lab.rundir.RunDir`; ``curation_report.json`` in its data; notebook 06's measured
+Every figure in a card is read from a file (the run folder's config, test evaluation, calibration,
+policy and robustness, :class:`nsfw_lab.rundir.RunDir`; ``curation_report.json`` in its data; notebook 06's measured
 explanations when given; the latency table of ``nsfw-lab bench``, ``reports/benchmarks/bench.json``), and a
 missing file says so in the card instead of leaving a gap that reads as "fine".
 
@@ -142,6 +142,31 @@ def _explanations(exp: dict[str, Any] | None, shortcut: dict[str, Any] | None) -
     return out
 
 
+def _robustness(rob: dict[str, Any] | None, run: Path) -> list[str]:
+    from nsfw_lab.evaluate.robustness import worst
+
+    if not rob:
+        return [_missing("robustness", f"nsfw-lab robustness --run {run}")]
+    c = rob["clean"]
+    out = [
+        f"Test split, n = {rob['n']} images, each corruption at its most severe level measured (severities "
+        f"{', '.join(map(str, rob['severities']))} of 1..5; the figure `{RunDir(run).robustness_plot('test').name}` "
+        f"has every level). Clean: macro-F1 {c['macro_f1']:.3f}{_ci(c['macro_f1_ci95'])}, block recall "
+        f"{c['block_recall'] or 0:.3f}{_ci(c['block_recall_ci95'])}. The drop is paired on the same images.",
+        "",
+        "| corruption | level | macro-F1 | drop (verdict) | block recall | pair that grew most |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in worst(rob):
+        level = f"ε {w['eps']:g}/255" if "eps" in w else str(w["severity"])
+        g = w["grown_pairs"][0] if w["grown_pairs"] else None
+        pair = f"{g['true']} → {g['predicted']} {g['clean']} → {g['now']}" if g else "none"
+        recall = "n/a" if w["block_recall"] is None else f"{w['block_recall']:.3f}{_ci(w['block_recall_ci95'])}"
+        out.append(f"| {w['corruption']} | {level} | {w['macro_f1']:.3f}{_ci(w['macro_f1_ci95'])} | "
+                   f"{w['drop']['delta']:+.3f} ({w['verdict']}) | {recall} | {pair} |")  # fmt: skip
+    return out
+
+
 def _deployment(bench: dict[str, Any] | None, arch: str, px: int) -> list[str]:
     from nsfw_lab.bench.report import inference_table, latency_rows, summary_line
 
@@ -206,6 +231,10 @@ def model_card(
         "## Explanations and known failure modes",
         "",
         *_explanations(explanations, shortcut),
+        "",
+        "## Robustness: corruptions and FGSM",
+        "",
+        *_robustness(read_json(files.robustness("test")), run),
         "",
         "## Deployment cost",
         "",

@@ -72,6 +72,9 @@ class Course:
     ablation_epochs: int  # 05: epochs per run
     ablation_seeds: tuple[int, ...]  # 05: seeds per condition (the paired test pools them)
     road_images: int  # 06: images per model for ROAD (noisy linear imputation: seconds per image at 112 px)
+    robustness_per_class: int | None  # 06: test images per class under every corruption (None: all)
+    robustness_severities: tuple[int, ...]  # 06: the corruption severities measured (of 1..5)
+    clip_per_class: int  # 07: animated proxy clips per class in each of val and test (8 frames each)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Profile:
             "scratch_sweep_per_class",
             "ablation_seeds",
             "ladder",
+            "robustness_severities",
         ):
             d["course"][k] = list(getattr(self.course, k))
         return d
@@ -147,6 +151,9 @@ PROFILES: dict[str, Profile] = {
             ablation_epochs=1,
             ablation_seeds=(0,),
             road_images=4,
+            robustness_per_class=4,
+            robustness_severities=(5,),
+            clip_per_class=4,
         ),
     ),
     "cpu": Profile(
@@ -189,6 +196,9 @@ PROFILES: dict[str, Profile] = {
             ablation_epochs=1,
             ablation_seeds=(0, 1),
             road_images=8,
+            robustness_per_class=40,  # 200 images: a paired drop of about 0.05 is detectable
+            robustness_severities=(1, 3, 5),
+            clip_per_class=40,  # 120 allowed val clips: a clip FPR of 2% is resolved to about 1 clip in 120
         ),
     ),
     "gpu": Profile(
@@ -231,6 +241,9 @@ PROFILES: dict[str, Profile] = {
             ablation_epochs=30,
             ablation_seeds=(0, 1, 2),
             road_images=64,
+            robustness_per_class=None,
+            robustness_severities=(1, 2, 3, 4, 5),
+            clip_per_class=200,
         ),
     ),
 }

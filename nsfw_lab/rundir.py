@@ -12,6 +12,8 @@ and the later stages add::
 
     RUN/eval_<split>.json, predictions_<split>.csv   nsfw-lab evaluate
     RUN/calibration.json, policy.json                nsfw-lab calibrate
+    RUN/clip_policy.json                             nsfw-lab calibrate --clips DIR
+    RUN/robustness_<split>.json, robustness_<split>.png   nsfw-lab robustness
     RUN/export/model.onnx (+ .json), model.torchscript.pt (+ .json)   nsfw-lab export
 """
 
@@ -76,6 +78,11 @@ class RunDir:
         """``policy.json``: the moderation thresholds fitted on val."""
         return self.path / "policy.json"
 
+    @property
+    def clip_policy(self) -> Path:
+        """``clip_policy.json``: the blocked frames that block a clip, chosen on validation clips."""
+        return self.path / "clip_policy.json"
+
     def checkpoint(self, which: str) -> Path:
         """``best.pt`` or ``last.pt``."""
         if which not in CHECKPOINTS:
@@ -89,6 +96,14 @@ class RunDir:
     def predictions(self, split: str) -> Path:
         """``predictions_<split>.csv``: path, label, prediction and probabilities per image."""
         return self.path / f"predictions_{_split(split)}.csv"
+
+    def robustness(self, split: str) -> Path:
+        """``robustness_<split>.json``: metrics of ``nsfw-lab robustness`` per corruption and severity."""
+        return self.path / f"robustness_{_split(split)}.json"
+
+    def robustness_plot(self, split: str) -> Path:
+        """``robustness_<split>.png``: its figure (macro-F1 and block recall against severity)."""
+        return self.path / f"robustness_{_split(split)}.png"
 
     def export(self, fmt: str) -> Path:
         """The default file of an export: ``export/model.onnx`` or ``export/model.torchscript.pt``."""

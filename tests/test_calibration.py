@@ -207,8 +207,9 @@ def test_cards_report_what_the_run_recorded(calibrated_run: Path, tmp_path: Path
     ev = json.loads((calibrated_run / "eval_test.json").read_text())
     card = model_card(calibrated_run, "tiny CNN")
     cal = json.loads((calibrated_run / "calibration.json").read_text())
-    recorded, deployment = card.split("## Deployment cost")
+    recorded, deployment = card.split("## Robustness")[0], card.split("## Deployment cost")[1]
     assert f"T = {cal['temperature']:.3f}" in card and "Not recorded" not in recorded
+    assert "_Not recorded: robustness. Run `nsfw-lab robustness" in card  # not run here (test_robustness: with)
     assert "_Not recorded: inference latency. Run `make bench`" in deployment  # no bench given (test_bench: with)
     assert f"macro-F1 {ev['macro_f1']:.3f} [{ev['macro_f1_ci95'][0]:.3f}" in card
     pol = json.loads((calibrated_run / "policy.json").read_text())

@@ -156,6 +156,7 @@ def test_every_stage_registers_its_own_commands() -> None:
         "synth": "nsfw_lab.data.cli", "curate": "nsfw_lab.data.cli", "download": "nsfw_lab.data.cli",
         "prepare": "nsfw_lab.data.cli", "check": "nsfw_lab.data.cli", "train": "nsfw_lab.train.cli",
         "evaluate": "nsfw_lab.evaluate.cli", "predict": "nsfw_lab.evaluate.cli", "export": "nsfw_lab.evaluate.cli",
-        "calibrate": "nsfw_lab.evaluate.cli", "cards": "nsfw_lab.cards", "bench": "nsfw_lab.bench.cli",
+        "calibrate": "nsfw_lab.evaluate.cli", "robustness": "nsfw_lab.evaluate.cli",
+        "cards": "nsfw_lab.cards", "bench": "nsfw_lab.bench.cli",
         "gpu-check": "nsfw_lab.bench.cli", "study": "nsfw_lab.course.cli",
     }  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 
 from nsfw_lab.config import NOTEBOOKS_DIR
 from nsfw_lab.course.runner import run_study
+from nsfw_lab.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +279,24 @@ def test_gradcam_notebook_measures_explanations_and_the_shortcut(smoke_report: P
     }
 
 
+def test_gradcam_notebook_measures_every_model_under_corruptions(smoke_report: Path) -> None:
+    from nsfw_lab.evaluate.corruptions import CORRUPTIONS
+
+    m = _metrics(smoke_report, "06_gradcam_error_analysis")
+    assert set(m["robustness"]) == set(m["val_scores"])  # every model, on the same images
+    for name, r in m["robustness"].items():
+        rec = json.loads(RunDir(smoke_report / _run_of(smoke_report, name)).robustness("test").read_text())
+        assert rec["n"] == r["n"] == 4 * 5 and rec["severities"] == [5]  # the smoke profile's sizes
+        assert [c["corruption"] for c in rec["conditions"]] == [*CORRUPTIONS, *["fgsm"] * 5]
+        assert r["of"] == len(CORRUPTIONS) + 1 and set(r["hurt"]) <= {*CORRUPTIONS, "fgsm"}
+        assert r["clean_macro_f1"] == pytest.approx(rec["clean"]["macro_f1"])
+        assert set(r["watched_pairs"]) == {"porn → sexy", "sexy → porn", "hentai → drawings", "drawings → hentai"}
+        drops = {c["corruption"]: c["drop"]["delta"] for c in rec["conditions"] if c["severity"] == 5}
+        assert r["worst"]["drop"] == pytest.approx(min(drops.values()))
+    stems = {Path(f).stem for f in m["figures"]}
+    assert {"06_gradcam_error_analysis_robustness_drops", "06_gradcam_error_analysis_robustness_best"} <= stems
+
+
 def test_calibration_notebook_fits_every_model_and_writes_cards(smoke_report: Path) -> None:
     m = _metrics(smoke_report, "07_calibration_policy")
     names = set(_metrics(smoke_report, "06_gradcam_error_analysis")["val_scores"])
@@ -313,6 +332,18 @@ def _run_of(report: Path, name: str) -> str:
         if name in offered:
             return offered[name]
     raise AssertionError(name)
+
+
+def test_calibration_notebook_judges_the_animated_clips(smoke_report: Path) -> None:
+    m = _metrics(smoke_report, "07_calibration_policy")
+    best = _metrics(smoke_report, "06_gradcam_error_analysis")["best_model"]
+    c = m["clips"]
+    fitted = json.loads(RunDir(smoke_report / _run_of(smoke_report, best)).clip_policy.read_text())
+    assert {k: v for k, v in fitted.items() if k != "clips"} == c and c["chosen_on"] == "val"
+    assert c["val"]["n"] == c["test"]["n"] == 4 * 5 and c["frames_per_clip"] == 8  # the smoke profile's clips
+    assert 1 <= c["k"] <= 8 and (c["val"]["false_positive_rate"] <= 0.02) == c["met_on_val"]
+    for split in ("val", "test"):  # a larger k never blocks more allowed clips than any-blocked-frame
+        assert c[split]["false_positive_rate"] <= c["any_frame"][split]["false_positive_rate"]
 
 
 def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_report: Path) -> None:

@@ -33,8 +33,9 @@ LAYERS: dict[str, int] = {
 }
 ONE_GROUP = {0, 8}
 RUN_FILE = re.compile(
-    r"(?<![\w.])(config\.json|metrics\.jsonl|last\.pt|best\.pt|summary\.json|calibration\.json|policy\.json"
-    r"|model\.onnx|model\.torchscript\.pt|eval_(\{\}|train|val|test)\.json|predictions_(\{\}|train|val|test)\.csv)"
+    r"(?<![\w.])(config\.json|metrics\.jsonl|last\.pt|best\.pt|summary\.json|calibration\.json|policy\.json|clip_policy\.json"
+    r"|model\.onnx|model\.torchscript\.pt|eval_(\{\}|train|val|test)\.json|predictions_(\{\}|train|val|test)\.csv"
+    r"|robustness_(\{\}|train|val|test)\.(json|png))"
     r"(?!\w)"
 )
 
@@ -164,7 +165,14 @@ def test_every_run_file_name_is_spelled_in_one_module() -> None:
         for s in _strings(ast.parse(path.read_text())):
             for m in RUN_FILE.finditer(s):
                 where.setdefault(re.sub(r"_(train|val|test)\.", "_{}.", m.group(1)), set()).add(name)
-    assert set(where) >= {"config.json", "best.pt", "eval_{}.json", "predictions_{}.csv", "model.onnx"}
+    assert set(where) >= {
+        "config.json",
+        "best.pt",
+        "eval_{}.json",
+        "predictions_{}.csv",
+        "model.onnx",
+        "robustness_{}.json",
+    }
     assert {k: v for k, v in where.items() if v != {"nsfw_lab.rundir"}} == {}
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
         code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")

@@ -71,3 +71,23 @@ def policy_record(fitted: dict[str, Calibrated]) -> dict[str, Any]:
     risk-controlled policy."""
     keys = ("thresholds", "val", "test", "risk_controlled")
     return {name: {k: f.policy[k] for k in keys} for name, f in fitted.items()}
+
+
+def clip_table(clips: dict[str, Any]) -> pd.DataFrame:
+    """The clip rule chosen on val clips against judging every frame on its own (k = 1), on val and test clips:
+    clip false-positive rate and block recall with 95% intervals, review and missed rates."""
+    import pandas as pd
+
+    k = clips["k"]
+    rows = {}
+    for rule, fit in ((f"k = {k} (chosen on val)", clips), ("k = 1 (any blocked frame)", clips["any_frame"])):
+        for split in ("val", "test"):
+            m = fit[split]
+            cell = lambda key, m=m: None if m[key] is None else round(m[key], 3)  # noqa: E731
+            ci = lambda key, m=m: "" if m[f"{key}_ci95"][0] is None else "[{:.2f}, {:.2f}]".format(*m[f"{key}_ci95"])  # noqa: E731
+            rows[(rule, f"{split} (n = {m['n']})")] = {
+                "clip FPR": cell("false_positive_rate"), "FPR 95% CI": ci("false_positive_rate"),
+                "block recall": cell("block_recall"), "recall 95% CI": ci("block_recall"),
+                "review rate": cell("review_rate"), "missed": cell("missed_rate"),
+            }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index")

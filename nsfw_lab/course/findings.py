@@ -74,7 +74,13 @@ def _errors(m: dict[str, Any]) -> str:
     sc = m.get("shortcut")
     shortcut = (f"; shortcut detected: {str(sc['shortcut_detected']).lower()} (control flagged: "
                 f"{str(sc['control_flagged']).lower()})") if sc else ""  # fmt: skip
-    return f"best on val: {m['best_model']}{most}{pointing}{shortcut}"
+    rob = (m.get("robustness") or {}).get(m["best_model"])
+    robust = ""
+    if rob:
+        w = rob["worst"]
+        robust = (f"; under corruptions {m['best_model']} is detectably hurt by {len(rob['hurt'])} of {rob['of']} "
+                  f"(worst: {w['corruption']} {w['drop']:+.3f}, n = {rob['n']})")  # fmt: skip
+    return f"best on val: {m['best_model']}{most}{pointing}{shortcut}{robust}"
 
 
 def _calibration(m: dict[str, Any]) -> str:
@@ -112,7 +118,7 @@ FINDINGS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("05_augmentation_ablation", "Do the article's augmentations help?", _ablation),
     (
         "06_gradcam_error_analysis",
-        "Where do mistakes fall, do heat maps point at the evidence, is a shortcut caught?",
+        "Where do mistakes fall, do heat maps point at the evidence, is a shortcut caught, what do corruptions cost?",
         _errors,
     ),
     ("07_calibration_policy", "Are probabilities calibrated; what does the moderation policy cost?", _calibration),

@@ -265,3 +265,24 @@ def transfer_curve(rows: list[dict[str, Any]], title: str) -> Any:
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def robustness_heatmap(table: Any, title: str) -> Any:
+    """Models (rows) by corruptions (columns): the paired macro-F1 drop at each corruption's most severe level
+    measured, a star where the drop is detectable (its 95% interval below zero), from ``robustness_table``."""
+    drop = table.pivot(index="model", columns="corruption", values="drop")
+    hurt = table.pivot(index="model", columns="corruption", values="verdict").eq("hurts")
+    cols = list(dict.fromkeys(table["corruption"]))
+    drop, hurt = drop[cols], hurt[cols]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(cols), 0.9 + 0.45 * len(drop)))
+    ax.imshow(drop.to_numpy(dtype=float), cmap="RdBu", vmin=-0.5, vmax=0.5, aspect="auto")
+    for i in range(len(drop)):
+        for j in range(len(cols)):
+            v = float(drop.iat[i, j])
+            ax.text(j, i, f"{v:+.2f}" + ("*" if hurt.iat[i, j] else ""), ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.3 else "black")  # fmt: skip
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(drop)), list(drop.index), fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,9 +1,9 @@
 """Open any path as an RGB image, or fail with a typed error and a one-line reason.
 
 Handles what scraped image folders contain: EXIF-rotated photos; palette, alpha, CMYK, grayscale,
-16-bit and float images; animated GIF/WebP/PNG (first frame); decompression bombs; and files that only
-pretend to be images (zero bytes, truncated, HTML or JSON error pages saved as ``.jpg``, text, archives).
-A truncated JPEG is an error, never an image with a grey lower half.
+16-bit and float images; animated GIF/WebP/PNG (first frame; :func:`load_frames`: frames sampled with a cap);
+decompression bombs; and files that only pretend to be images (zero bytes, truncated, HTML or JSON error pages
+saved as ``.jpg``, text, archives). A truncated JPEG is an error, never an image with a grey lower half.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from nsfw_lab.errors import NsfwLabError
 MAX_PIXELS_DEFAULT = 89_478_485  # Pillow's own default bomb limit (about 0.25 GiB of RGBA)
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 _SNIFF = 512
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})  # folders
 _PILLOW_LIMIT_LOCK = threading.Lock()
 UNSAFE_FORMATS = frozenset({"EPS"})  # Pillow renders EPS with an external Ghostscript: never for our inputs
 
@@ -196,15 +197,57 @@ def load_image(path: Path | str, max_pixels: int = MAX_PIXELS_DEFAULT, min_side:
         min_side: refuse images whose shorter side is smaller than this.
     """
     path = Path(path)
+    return decode_image_bytes(_read(path), path, max_pixels=max_pixels, min_side=min_side)
+
+
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise MissingFile(path, "no such file") from None
     except IsADirectoryError:
         raise NotAnImage(path, "is a directory, not a file") from None
     except OSError as exc:
         raise ImageLoadError(path, f"cannot read file ({exc.strerror or exc})") from None
-    return decode_image_bytes(data, path, max_pixels=max_pixels, min_side=min_side)
+
+
+def sample_indices(n: int, cap: int) -> list[int]:
+    """``min(n, cap)`` frame indices spread evenly over ``0..n-1``, the first and the last included."""
+    if n <= cap:
+        return list(range(n))
+    return sorted({round(float(v)) for v in np.linspace(0, n - 1, cap)})
+
+
+def load_frames(
+    path: Path | str, cap: int = 16, max_pixels: int = MAX_PIXELS_DEFAULT
+) -> tuple[list[Image.Image], list[int], int]:
+    """The frames of an animated GIF, WebP or APNG, at most ``cap`` spread evenly (:func:`sample_indices`), as
+    RGB images: ``(frames, their indices, the file's frame count)``. A still image is one frame, read as
+    :func:`load_image` reads it. A frame that does not decode is skipped; a file with no decodable frame raises
+    :class:`TruncatedImage` naming the file, as every unreadable file raises its :class:`ImageLoadError`."""
+    path = Path(path)
+    data = _read(path)
+    try:
+        im = _open_unlimited(data, None)
+        n = int(getattr(im, "n_frames", 1))
+    except Exception:  # decode_with_format below names the reason
+        n = 1
+    if n <= 1:
+        return [decode_image_bytes(data, path, max_pixels=max_pixels)], [0], 1
+    if im.size[0] * im.size[1] > max_pixels:
+        raise DecompressionBomb(path, f"{im.size[0]}x{im.size[1]} exceeds the limit of {max_pixels:,} pixels")
+    frames, kept = [], []
+    for k in sample_indices(n, cap):
+        try:
+            im.seek(k)
+            im.load()
+            frames.append(_to_rgb(im.copy(), path))
+            kept.append(k)
+        except (OSError, EOFError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError):
+            continue
+    if not frames:
+        raise TruncatedImage(path, f"none of its {n} frames decodes")
+    return frames, kept, n
 
 
 @functools.cache

@@ -109,3 +109,16 @@ def prepare_shortcut(
         progress,
     )
     return out, twin
+
+
+def prepare_clips(profile_name: str = config.DEFAULT_PROFILE, seed: int = 0, progress: bool = True) -> Path:
+    """The animated proxy (:mod:`nsfw_lab.data.synth.clips`) a profile's notebook 07 judges: val and test clips of
+    ``course.clip_per_class`` per class at the profile's cache size, in ``data/raw/clips-<profile>`` (made once)."""
+    from nsfw_lab.data.synth.clips import ClipConfig, generate_clips
+
+    profile = config.get_profile(profile_name)
+    cfg = ClipConfig(per_class=profile.course.clip_per_class, size=profile.short_side, seed=seed)
+    out = config.RAW_DIR / f"clips-{profile.name}"
+    if not _same(out / "clips_config.json", asdict(cfg)):
+        generate_clips(out, cfg, overwrite=out.exists(), progress=progress)
+    return out

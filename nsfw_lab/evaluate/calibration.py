@@ -95,17 +95,26 @@ def summary(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, 
 
 @dataclass(frozen=True)
 class Calibrated:
-    """What ``nsfw-lab calibrate`` wrote: the ``calibration`` and ``policy`` files' content."""
+    """What ``nsfw-lab calibrate`` wrote: the ``calibration`` and ``policy`` files' content (and with clips,
+    the ``clip_policy`` file's)."""
 
     calibration: dict[str, Any]
     policy: dict[str, Any]
+    clips: dict[str, Any] | None = None
 
 
 def calibrate_run(
-    run_dir: Path | str, policy: Policy | None = None, device: str = "auto", progress: bool = True, n_boot: int = 1000
+    run_dir: Path | str,
+    policy: Policy | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    n_boot: int = 1000,
+    clips: Path | str | None = None,
+    max_frames: int = 16,
 ) -> Calibrated:
     """``nsfw-lab calibrate``: fit ``T`` on val and report test (the run's ``calibration`` file), then choose the
-    policy's thresholds on the calibrated val probabilities and state them on test (its ``policy`` file)."""
+    policy's thresholds on the calibrated val probabilities and state them on test (its ``policy`` file); with
+    ``clips`` (a folder of val and test clips), the clip rule on its val clips (:mod:`nsfw_lab.evaluate.clips`)."""
     from nsfw_lab.evaluate.loading import load_run  # torch: only the command needs it, not the arithmetic
     from nsfw_lab.evaluate.scoring import split_outputs
 
@@ -124,8 +133,16 @@ def calibrate_run(
     }
     atomic_write_json(run.files.calibration, calibration)
     val_p, test_p = ((probabilities(s.outputs, t), s.labels) for s in (val, test))
-    fitted = fit_policy(run.run_dir, run.classes, val_p, test_p, policy or load_policy(), t, n_boot)
-    return Calibrated(calibration, fitted)
+    policy = policy or load_policy()
+    fitted = fit_policy(run.run_dir, run.classes, val_p, test_p, policy, t, n_boot)
+    fitted_clips = None
+    if clips is not None:
+        from nsfw_lab.evaluate.clips import fit_clip_policy
+        from nsfw_lab.evaluate.policy import Thresholds
+
+        th = Thresholds(**fitted["thresholds"])
+        fitted_clips = fit_clip_policy(run, clips, t, policy, th, max_frames, n_boot, progress)
+    return Calibrated(calibration, fitted, fitted_clips)
 
 
 def load_calibration(run_dir: Path | str) -> dict[str, Any] | None:

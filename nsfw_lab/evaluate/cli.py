@@ -1,4 +1,4 @@
-"""The evaluate stage's commands: ``evaluate``, ``predict``, ``export`` and ``calibrate``."""
+"""The evaluate stage's commands: ``evaluate``, ``predict``, ``export``, ``calibrate`` and ``robustness``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _predict(a: argparse.Namespace) -> None:
               file=sys.stderr)  # fmt: skip
     rule = decision_rule(run)
     print(f"note: {rule.note}", file=sys.stderr)
-    rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule)
+    rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule, a.clips, a.max_frames)
     if a.output:
         with atomic_open(Path(a.output), "w", encoding="utf-8", newline="") as fh:
             n, bad = write_rows(rows, a.format, fh)
@@ -70,7 +70,7 @@ def _calibrate(a: argparse.Namespace) -> None:
     from nsfw_lab.evaluate.calibration import calibrate_run
     from nsfw_lab.evaluate.policy import load_policy
 
-    done = calibrate_run(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap)
+    done = calibrate_run(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap, a.clips, a.max_frames)
     cal, pol, files = done.calibration, done.policy, RunDir(a.run)
     t, m = cal["test"], pol["test"]
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -92,6 +92,40 @@ def _calibrate(a: argparse.Namespace) -> None:
         f"risk-controlled: {promise}: {how}; test miss rate {f(rc['test']['missed_rate'])} "
         f"({'held' if rc['held_on_test'] else 'NOT held'}), review rate {f(rc['test']['review_rate'])}"
     )
+    if done.clips:
+        c, one = done.clips, done.clips["any_frame"]["test"]
+        met = "" if c["met_on_val"] else f" (no k meets clip FPR <= {c['clip_fpr']:g} on val)"
+        print(
+            f"clips: block at {c['k']} blocked frames of up to {c['max_frames']}{met}; test clip false-positive rate "
+            f"{f(c['test']['false_positive_rate'])}, block recall {f(c['test']['block_recall'])} (any blocked frame: "
+            f"{f(one['false_positive_rate'])}, {f(one['block_recall'])}) -> {files.clip_policy.name}"
+        )
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    """A comma-separated list of numbers, or a one-line error naming the flag."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise NsfwLabError(f"{flag}: {text!r} is not a comma-separated list of numbers") from None
+
+
+def _robustness(a: argparse.Namespace) -> None:
+    from nsfw_lab.evaluate.robustness import robustness_run, worst
+
+    sev = [int(v) for v in _numbers(a.severities, "--severities")]
+    eps = _numbers(a.fgsm_eps, "--fgsm-eps")
+    names = [v.strip() for v in a.corruptions.split(",") if v.strip()] if a.corruptions else None
+    r = robustness_run(a.run, a.split, a.checkpoint, names, sev, eps, a.limit, a.batch_size, a.device, a.bootstrap,
+                       a.seed, a.progress)  # fmt: skip
+    c = r["clean"]
+    print(f"{a.split}: n={r['n']} clean macro-F1 {c['macro_f1']:.3f}, block recall {c['block_recall'] or 0:.3f}")
+    for w in worst(r):
+        at = f"eps {w['eps']:g}/255" if "eps" in w else f"severity {w['severity']}"
+        print(f"  {w['corruption']:<15} {at:<13} macro-F1 {w['macro_f1']:.3f} ({w['drop']['delta']:+.3f}: "
+              f"{w['verdict']})  block recall {w['block_recall'] or 0:.3f}")  # fmt: skip
+    files = RunDir(a.run)
+    print(f"-> {files.robustness(a.split)}, {files.robustness_plot(a.split).name}")
 
 
 def _inference_flags(p: argparse.ArgumentParser) -> None:
@@ -129,6 +163,9 @@ def add_parser(sub: Subparsers) -> None:
         f"`decision` (allow / review / block) from the run's {run.policy.name}; uncalibrated, block when "
         "P(block group) >= 0.5, said on standard error. An unreadable file, or a folder without images, gets an "
         "`error` in its own row and the rest go on; exit status 2 only when nothing could be classified. "
+        "An animated GIF, WebP or APNG (with `--clips`: each folder given, its images the frames) gets a row per "
+        "sampled frame (`frame` = its index) and a clip row (`frame` = clip) blocked when k frames are, k from the "
+        f"run's {run.clip_policy.name} (`calibrate --clips`; else 1). "
         "`--engine onnx|torchscript` runs the run's export instead (the same rows; an export older than its "
         "checkpoint is refused).",
     )
@@ -146,6 +183,8 @@ def add_parser(sub: Subparsers) -> None:
     )
     q.add_argument("--export", help=f"the exported file (default {exports})")
     q.add_argument("--output", help="write here (atomically) instead of standard output")
+    q.add_argument("--clips", action="store_true", help="each folder given is one clip of frame images")
+    q.add_argument("--max-frames", type=int, default=16, help="frames sampled per clip (animated files, --clips)")
     add_progress_flag(q)
     q.set_defaults(func=_predict)
 
@@ -177,5 +216,32 @@ def add_parser(sub: Subparsers) -> None:
         "--run", required=True, help=f"run folder (writes {run.calibration.name} and {run.policy.name} in it)"
     )
     c.add_argument("--policy", help="policy TOML file (default: the packaged nsfw_lab/evaluate/policy.toml)")
+    c.add_argument("--clips", help="a folder of val and test clips (DIR/<split>/<class>/<clip>): fit the clip rule "
+                   f"too ({run.clip_policy.name})")  # fmt: skip
+    c.add_argument("--max-frames", type=int, default=16, help="frames sampled per clip (with --clips)")
     _inference_flags(c)
     c.set_defaults(func=_calibrate)
+
+    from nsfw_lab.evaluate.corruptions import CORRUPTIONS
+    from nsfw_lab.evaluate.robustness import FGSM_EPS
+
+    r = sub.add_parser(
+        "robustness",
+        help="a run's model under graded corruptions and FGSM, per confusion pair (writes JSON and a figure)",
+        description="The split's images corrupted before the eval transform, each at severities 1..5 and seeded per "
+        f"image ({', '.join(CORRUPTIONS)}), and FGSM at small ε: macro-F1 and block-group recall with 95% "
+        "intervals, the paired macro-F1 drop from the clean images with its verdict, and the confusion pairs that "
+        f"grew with their counts, written to {run.robustness('test')} and {run.robustness_plot('test').name}.",
+    )
+    r.add_argument("--run", required=True, help="run folder")
+    r.add_argument("--split", default="test", choices=SPLITS)
+    r.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    r.add_argument("--corruptions", help="comma-separated names (default: all)")
+    r.add_argument("--severities", default="1,2,3,4,5", help="comma-separated, in 1..5")
+    r.add_argument("--fgsm-eps", default=",".join(f"{e:g}" for e in FGSM_EPS),
+                   help="comma-separated ε in grey levels (/255); empty: no FGSM")  # fmt: skip
+    r.add_argument("--limit", type=int, help="the first N images per class of the split (default: all)")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--seed", type=int, default=0, help="seeds the corruptions (per image)")
+    _inference_flags(r)
+    r.set_defaults(func=_robustness)

@@ -164,7 +164,7 @@ def classification_metrics(
         "accuracy_ci95": bootstrap_ci(y, pred, accuracy_score, n_boot, seed),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(y) else 0.0,
         "macro_f1": f1(y, pred),
-        "macro_f1_ci95": _macro_f1_ci(y, pred, len(classes), n_boot, seed),
+        "macro_f1_ci95": macro_f1_ci(y, pred, len(classes), n_boot, seed),
         "per_class": {
             c: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(s[k])}
             for k, c in enumerate(classes)
@@ -177,7 +177,7 @@ def classification_metrics(
     }
 
 
-def _macro_f1_ci(y: np.ndarray, pred: np.ndarray, k: int, n_boot: int, seed: int) -> list[float | None]:
+def macro_f1_ci(y: np.ndarray, pred: np.ndarray, k: int, n_boot: int, seed: int) -> list[float | None]:
     """:func:`bootstrap_ci` of macro-F1 (the same resamples), computed with :func:`resampled_macro_f1`."""
     if n_boot <= 0 or len(y) == 0:
         return [None, None]

@@ -47,6 +47,7 @@ class Policy:
     review_recall: float = 0.99
     risk_alpha: float = 0.02  # risk-controlled policy: block-group miss rate at most this ...
     risk_delta: float = 0.1  # ... with probability at least 1 - this (over the draw of val)
+    clip_fpr: float = 0.02  # clips (animations, frame folders): allowed clips blocked at most this often on val
 
     def check(self, classes: list[str], source: str = "policy") -> None:
         """Raise a one-line error unless every class is in exactly one group and the targets are in (0, 1]."""
@@ -67,6 +68,8 @@ class Policy:
         if not (0 < self.risk_alpha < 1 and 0 < self.risk_delta < 1):
             raise NsfwLabError(f"{source}: need 0 < risk_alpha < 1 and 0 < risk_delta < 1 "
                                f"(got {self.risk_alpha}, {self.risk_delta})")  # fmt: skip
+        if not 0 < self.clip_fpr < 1:
+            raise NsfwLabError(f"{source}: need 0 < clip_fpr < 1 (got {self.clip_fpr})")
 
     def group(self, cls: str) -> str:
         """The decision a class maps to on its own."""

@@ -1,7 +1,9 @@
 """``nsfw-lab predict``: class probabilities for image files and folders, batched and fault-tolerant.
 
 A file that cannot be read gets a row with its error and empty probabilities; the rest of the batch
-goes on. Animated images use their first frame. Folders are searched recursively for image files.
+goes on. Folders are searched recursively for image files. An animated GIF, WebP or APNG (and with ``--clips``,
+each folder given, as a clip of frame images) gets a row per sampled frame and one clip decision
+(:mod:`nsfw_lab.evaluate.clips`).
 
 Probabilities are temperature-scaled when the run was calibrated (``nsfw-lab calibrate`` wrote its
 ``calibration`` file), and every row gets ``block_score`` (P(block group)) and a moderation ``decision``
@@ -22,18 +24,25 @@ from typing import IO, TYPE_CHECKING, Any
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from nsfw_lab.data.imageio import ImageLoadError, load_image
+from nsfw_lab.data.imageio import IMAGE_SUFFIXES, ImageLoadError
 from nsfw_lab.data.transforms import eval_transform
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.calibration import load_calibration
+from nsfw_lab.evaluate.clips import (
+    ANY_FRAME,
+    MAX_FRAMES,
+    ClipRule,
+    clip_decision,
+    clip_frames,
+    clip_score,
+    load_clip_rule,
+)
 from nsfw_lab.evaluate.loading import LoadedRun, load_run
 from nsfw_lab.evaluate.policy import UNFITTED, Policy, Thresholds, block_score, decide, load_fitted, load_policy
 from nsfw_lab.utils.progress import tqdm
 
 if TYPE_CHECKING:
     from nsfw_lab.evaluate.export import ExportedRun
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})
 
 
 def expand_paths(paths: Iterable[Path | str]) -> Iterator[Path]:
@@ -66,6 +75,7 @@ class DecisionRule:
     policy: Policy
     thresholds: Thresholds
     note: str  # where each part comes from, in one line
+    clip: ClipRule = ANY_FRAME  # animated inputs and --clips folders
 
 
 def decision_rule(run: LoadedRun | ExportedRun) -> DecisionRule:
@@ -89,7 +99,8 @@ def decision_rule(run: LoadedRun | ExportedRun) -> DecisionRule:
         note += f"; policy fitted on val (block >= {thresholds.t_block:.3f}, review >= {thresholds.t_review:.3f})"
     else:
         note += "; no fitted policy: block when P(block group) >= 0.5 (run `nsfw-lab calibrate`)"
-    return DecisionRule(t or 1.0, policy, thresholds, note)
+    clip = load_clip_rule(files.path) if fitted else ANY_FRAME
+    return DecisionRule(t or 1.0, policy, thresholds, f"{note}; {clip.note}", clip)
 
 
 @torch.inference_mode()
@@ -99,40 +110,94 @@ def iter_predictions(
     batch_size: int = 32,
     progress: bool = False,
     rule: DecisionRule | None = None,
+    clips: bool = False,
+    max_frames: int = MAX_FRAMES,
 ) -> Iterator[dict[str, Any]]:
-    """One row per input: ``path``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
+    """One row per input: ``path``, ``frame``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
     ``decision``, ``error``. ``run`` is a loaded checkpoint or an export
     (:func:`nsfw_lab.evaluate.export.load_exported_run`: ONNX Runtime or TorchScript); both take the same uint8
-    batches."""
+    batches.
+
+    An animated file (and with ``clips``, each folder given: its images are the frames) gives one row per sampled
+    frame (``frame`` = its index) and then its clip row (``frame`` = ``clip``): the frames' mean probabilities,
+    ``block_score`` the k-th largest frame score and the decision of :mod:`nsfw_lab.evaluate.clips`."""
     rule = rule or decision_rule(run)
-    temperature, policy, thresholds = rule.temperature, rule.policy, rule.thresholds
     tf = eval_transform(run.image_size, normalize=False)
-    empty = {f"prob_{c}": None for c in run.classes} | {"block_score": None, "decision": None}
-    bar = tqdm(desc="predict", unit="img", disable=not progress, file=sys.stderr)
-    for batch in _batches(expand_paths(paths), batch_size):
-        bar.update(len(batch))
-        rows: list[dict[str, Any]] = []
-        xs, ok = [], []
-        for p in batch:
-            if p.is_dir():
-                rows.append({"path": str(p), "prediction": None, **empty, "error": "no_images: no image files"})
-                continue
-            try:
-                xs.append(tf(pil_to_tensor(load_image(p))))
-                ok.append(len(rows))
-                rows.append({"path": str(p), "prediction": None, **empty, "error": None})
-            except ImageLoadError as exc:
-                rows.append({"path": str(p), "prediction": None, **empty, "error": f"{exc.reason}: {exc}"})
-        if xs:
-            probs = (run.model(torch.stack(xs).to(run.device)).float() / temperature).softmax(1).cpu().numpy()
-            scores = block_score(probs, run.classes, policy)
-            decisions = decide(probs, run.classes, policy, thresholds)
-            for j, row, s, d in zip(ok, probs, scores, decisions, strict=True):
-                rows[j]["prediction"] = run.classes[int(row.argmax())]
-                rows[j].update({f"prob_{c}": round(float(v), 6) for c, v in zip(run.classes, row, strict=True)})
-                rows[j].update(block_score=round(float(s), 6), decision=str(d))
+    bar = tqdm(desc="predict", unit="input", disable=not progress, file=sys.stderr)
+    pending: list[tuple[dict[str, Any], torch.Tensor | None]] = []
+    for p in _inputs(paths, clips):
+        bar.update(1)
+        if p.is_dir() and not clips:
+            pending.append((_empty_row(run, p, "no_images: no image files"), None))
+            continue
+        try:
+            frames, index, n = clip_frames(p, max_frames)
+        except ImageLoadError as exc:
+            pending.append((_empty_row(run, p, f"{exc.reason}: {exc}"), None))
+            continue
+        if n == 1 and not p.is_dir():
+            pending.append((_empty_row(run, p), tf(pil_to_tensor(frames[0]))))
+            if len(pending) >= batch_size:
+                yield from _scored(run, rule, pending)
+                pending = []
+            continue
+        yield from _scored(run, rule, pending)
+        pending = []
+        rows = list(
+            _scored(
+                run,
+                rule,
+                [(_empty_row(run, p, frame=i), tf(pil_to_tensor(f))) for f, i in zip(frames, index, strict=True)],
+            )
+        )
         yield from rows
+        yield _clip_row(run, p, rows, rule.clip.k)
+    yield from _scored(run, rule, pending)
     bar.close()
+
+
+def _inputs(paths: Iterable[Path | str], clips: bool) -> Iterator[Path]:
+    """Files and folders' image files (:func:`expand_paths`); with ``clips`` each folder given is one input."""
+    if not clips:
+        yield from expand_paths(paths)
+        return
+    yield from map(Path, paths)
+
+
+def _empty_row(run: LoadedRun | ExportedRun, path: Path, error: str | None = None, frame: int | str | None = None
+               ) -> dict[str, Any]:  # fmt: skip
+    probs = {f"prob_{c}": None for c in run.classes}
+    return {"path": str(path), "frame": frame, "prediction": None, **probs, "block_score": None, "decision": None,
+            "error": error}  # fmt: skip
+
+
+def _scored(
+    run: LoadedRun | ExportedRun, rule: DecisionRule, items: list[tuple[dict[str, Any], torch.Tensor | None]]
+) -> Iterator[dict[str, Any]]:
+    """The rows of ``items``, those with an input filled in from one batched forward pass."""
+    ok = [(row, x) for row, x in items if x is not None]
+    if ok:
+        logits = run.model(torch.stack([x for _, x in ok]).to(run.device)).float()
+        probs = (logits / rule.temperature).softmax(1).cpu().numpy()
+        scores = block_score(probs, run.classes, rule.policy)
+        decisions = decide(probs, run.classes, rule.policy, rule.thresholds)
+        for (row, _), pr, sc, d in zip(ok, probs, scores, decisions, strict=True):
+            row["prediction"] = run.classes[int(pr.argmax())]
+            row.update({f"prob_{c}": round(float(v), 6) for c, v in zip(run.classes, pr, strict=True)})
+            row.update(block_score=round(float(sc), 6), decision=str(d))
+    for row, _ in items:
+        yield row
+
+
+def _clip_row(run: LoadedRun | ExportedRun, path: Path, frames: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """The clip's row from its frame rows: mean probabilities, the k-th largest block score, the k-of-n decision."""
+    row = _empty_row(run, path, frame="clip")
+    mean = {c: sum(f[f"prob_{c}"] for f in frames) / len(frames) for c in run.classes}
+    row["prediction"] = max(mean, key=mean.get)
+    row.update({f"prob_{c}": round(v, 6) for c, v in mean.items()})
+    row["block_score"] = round(clip_score([f["block_score"] for f in frames], k), 6)
+    row["decision"] = clip_decision([f["decision"] for f in frames], k)
+    return row
 
 
 def predict(

@@ -1,0 +1,55 @@
+"""The figure of ``nsfw-lab robustness``: one panel per corruption, macro-F1 and block recall against severity."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from nsfw_lab.utils.fsutil import atomic_open
+
+
+def robustness_figure(result: dict[str, Any]) -> Figure:
+    """Small multiples of a ``robustness`` record: each corruption's macro-F1 (blue) and block recall (red) with
+    their 95% intervals against severity (FGSM: against ε), the clean values dashed."""
+    names = list(dict.fromkeys(r["corruption"] for r in result["conditions"]))
+    cols = min(5, max(1, len(names)))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(2.6 * cols, 2.3 * rows + 0.6))
+    clean = result["clean"]
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        rs = [r for r in result["conditions"] if r["corruption"] == name]
+        x = [r.get("eps", r["severity"]) for r in rs]
+        for key, colour in (("macro_f1", "#4c72b0"), ("block_recall", "#c44e52")):
+            if clean[key] is None:
+                continue
+            ys = [r[key] for r in rs]
+            ax.plot(x, ys, "o-", color=colour, ms=3, label=key.replace("_", " "))
+            ci = [r[f"{key}_ci95"] for r in rs]
+            if all(c[0] is not None for c in ci):
+                ax.fill_between(x, [c[0] for c in ci], [c[1] for c in ci], color=colour, alpha=0.15, lw=0)
+            ax.axhline(clean[key], color=colour, ls="--", lw=0.8)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("ε (grey levels)" if name == "fgsm" else "severity", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        f"{result['model']} at {result['input_px']} px, {result['split']} split ({result['n']} images): "
+        "corrupted (solid, 95% CI) vs clean (dashed)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_robustness(result: dict[str, Any], path: Path) -> Path:
+    """Write :func:`robustness_figure` of ``result`` to ``path`` (PNG, atomically)."""
+    fig = robustness_figure(result)
+    with atomic_open(Path(path), "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    return path
