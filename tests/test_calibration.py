@@ -203,6 +203,29 @@ def test_calibration_is_not_applied_to_the_other_checkpoint_and_mismatches_fail(
         decision_rule(load_run(run, "best", "cpu"))
 
 
+def test_predict_can_apply_the_risk_controlled_thresholds(
+    calibrated_run: Path, tiny_run: Path, small_curated: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from nsfw_lab.evaluate.loading import load_run
+    from nsfw_lab.evaluate.predict import decision_rule
+
+    pol = json.loads((calibrated_run / "policy.json").read_text())
+    risk = Thresholds(**pol["risk_controlled"]["thresholds"])
+    assert load_fitted(calibrated_run).risk_thresholds == risk
+    rule = decision_rule(load_run(calibrated_run, "best", "cpu"), "risk")
+    assert rule.thresholds == risk and "risk-controlled" in rule.note and rule.clip.k == 1
+    files = [str(f) for f in sorted((small_curated / "test").rglob("*.jpg"))[:8]]
+    assert main(["predict", "--run", str(calibrated_run), *files, "--operating-point", "risk", "--format", "jsonl",
+                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    fitted = load_fitted(calibrated_run)
+    for r in rows:
+        p = np.array([[r[f"prob_{c}"] for c in CLASSES]])
+        assert r["decision"] == decide(p, CLASSES, fitted.policy, risk)[0]
+    with pytest.raises(NsfwLabError, match="no risk-controlled policy fitted"):
+        decision_rule(load_run(tiny_run, "best", "cpu"), "risk")
+
+
 def test_cards_report_what_the_run_recorded(calibrated_run: Path, tmp_path: Path) -> None:
     ev = json.loads((calibrated_run / "eval_test.json").read_text())
     card = model_card(calibrated_run, "tiny CNN")

@@ -17,6 +17,7 @@ from nsfw_lab.cli import main
 from nsfw_lab.config import CLASSES
 from nsfw_lab.data.imageio import ImageLoadError, load_frames, sample_indices
 from nsfw_lab.data.synth.clips import CLIP_FORMATS, ClipConfig, encode_clip, frame_motifs, generate_clips
+from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.clips import choose_k, clip_decision, clip_frames, clip_score
 from nsfw_lab.evaluate.policy import Policy
 from nsfw_lab.evaluate.predict import predict
@@ -45,6 +46,9 @@ def test_animated_files_give_their_frames_sampled_with_a_cap(fmt: str, tmp_path:
     still = tmp_path / "still.png"
     _frames(1)[0].save(still)
     assert load_frames(still, cap=6)[1:] == ([0], 1)
+    pages = tmp_path / "pages.tiff"  # a multi-page TIFF is a document, not a clip: its first page, as before
+    _frames(1)[0].save(pages, save_all=True, append_images=_frames(3)[1:])
+    assert load_frames(pages, cap=6)[1:] == ([0], 1)
 
 
 def test_a_gif_with_no_decodable_frame_is_a_one_line_error_row(tmp_path: Path, tiny_run: Path) -> None:
@@ -167,5 +171,19 @@ def test_calibrate_with_clips_writes_the_rule_predict_applies(
     clip = sorted((tmp_path / "clips" / "test" / "porn").iterdir())[0]
     rows = predict(run, [clip], device="cpu")
     assert rows[-1]["decision"] == clip_decision([r["decision"] for r in rows[:-1]], fitted["k"])
-    assert main([*args[:4], str(tmp_path / "nowhere"), *args[5:]]) == 2
-    assert "no val clips" in capsys.readouterr().err
+    files = RunDir(run)
+    files.clip_policy.write_text(json.dumps({**fitted, "k": 6}))  # all 6 frames: the clip's score is their minimum
+    rows = predict(run, [clip], device="cpu")
+    assert rows[-1]["block_score"] == pytest.approx(min(r["block_score"] for r in rows[:-1]), abs=1e-6)
+    assert rows[-1]["decision"] == clip_decision([r["decision"] for r in rows[:-1]], 6)
+    files.clip_policy.write_text(json.dumps({**fitted, "thresholds": {"t_block": 0.1, "t_review": 0.1}}))
+    with pytest.raises(NsfwLabError, match="fitted at other thresholds"):
+        predict(run, [clip], device="cpu")
+    files.clip_policy.write_text(json.dumps(fitted))
+    assert main(["predict", "--run", str(run), str(clip), "--max-frames", "0"]) == 2
+    assert "--max-frames must be >= 1" in capsys.readouterr().err
+    before = files.policy.read_bytes()
+    assert main([*args[:4], str(tmp_path / "nowhere"), *args[5:]]) == 2  # refused before anything is rewritten
+    assert "no val clips" in capsys.readouterr().err and files.policy.read_bytes() == before
+    assert main([a for a in args if a not in ("--clips", str(tmp_path / "clips"))]) == 0
+    assert not files.clip_policy.exists() and "removed" in capsys.readouterr().err  # stale once refitted

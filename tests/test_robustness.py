@@ -109,7 +109,9 @@ def test_cli_writes_the_record_and_figure_and_refuses_bad_flags(
     for bad, msg in ((["--severities", "0"], "severities must be in 1..5"),
                      (["--corruptions", "fog"], "unknown corruption 'fog'"),
                      (["--fgsm-eps", "x"], "--fgsm-eps: 'x' is not"),
-                     (["--limit", "0"], "--limit must be >= 1")):  # fmt: skip
+                     (["--limit", "0"], "--limit must be >= 1"),
+                     (["--severities", "2.5"], "whole numbers"),
+                     (["--fgsm-eps", "-1"], "must be > 0")):  # fmt: skip
         assert main([*args, *bad]) == 2
         assert msg in capsys.readouterr().err
 
@@ -129,14 +131,17 @@ def test_the_model_card_quotes_the_robustness_table(tiny_run: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_jpeg_at_quality_10_hurts_a_model_trained_on_clean_proxy_images(default_curated: Path, tmp_path: Path) -> None:
     """A known monotone degradation: EfficientNet-Lite0 fine-tuned from ImageNet for one epoch on the clean proxy
-    (96 px) loses macro-F1 under JPEG re-encoding, detectably at quality 10, which blurs the ring-and-dot motif."""
+    (96 px) loses macro-F1 under JPEG re-encoding, detectably at quality 10, which blurs the ring-and-dot motif;
+    and FGSM at 8 grey levels hurts it (gradient descent instead of ascent would not)."""
     from nsfw_lab.train import fit, make_config
 
     fit(make_config(data=str(default_curated), out=str(tmp_path / "run"), model="efficientnet_lite0",
                     weights="imagenet", image_size=96, batch_size=32, epochs=1, lr=0.01, workers=0, save_every=0,
                     progress=False))  # fmt: skip
-    rec = robustness_run(tmp_path / "run", corruptions=["jpeg"], fgsm_eps=(), n_boot=500, device="cpu",
+    rec = robustness_run(tmp_path / "run", corruptions=["jpeg"], fgsm_eps=(8.0,), n_boot=500, device="cpu",
                          progress=False)  # fmt: skip
+    fgsm = rec["conditions"].pop()
+    assert fgsm["corruption"] == "fgsm" and fgsm["verdict"] == "hurts", fgsm  # the sign ascends the loss
     f1 = [r["macro_f1"] for r in rec["conditions"]]
     assert rec["clean"]["macro_f1"] > 0.6, "the model did not learn the proxy; the test means nothing"
     assert f1[-1] == min(f1) and f1[-1] < f1[0] - 0.1, f1

@@ -22,6 +22,7 @@ from nsfw_lab.errors import NsfwLabError
 MAX_PIXELS_DEFAULT = 89_478_485  # Pillow's own default bomb limit (about 0.25 GiB of RGBA)
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 _SNIFF = 512
+ANIMATED_FORMATS = frozenset({"GIF", "WEBP", "PNG"})  # read as clips by load_frames (PNG: APNG)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jfif"})  # folders
 _PILLOW_LIMIT_LOCK = threading.Lock()
 UNSAFE_FORMATS = frozenset({"EPS"})  # Pillow renders EPS with an external Ghostscript: never for our inputs
@@ -222,14 +223,15 @@ def load_frames(
     path: Path | str, cap: int = 16, max_pixels: int = MAX_PIXELS_DEFAULT
 ) -> tuple[list[Image.Image], list[int], int]:
     """The frames of an animated GIF, WebP or APNG, at most ``cap`` spread evenly (:func:`sample_indices`), as
-    RGB images: ``(frames, their indices, the file's frame count)``. A still image is one frame, read as
-    :func:`load_image` reads it. A frame that does not decode is skipped; a file with no decodable frame raises
+    RGB images: ``(frames, their indices, the file's frame count)``. A still image (and any other format, MPO
+    and multi-page TIFF included) is one frame, read as :func:`load_image` reads it. A frame that does not
+    decode is skipped; a file with no decodable frame raises
     :class:`TruncatedImage` naming the file, as every unreadable file raises its :class:`ImageLoadError`."""
     path = Path(path)
     data = _read(path)
     try:
         im = _open_unlimited(data, None)
-        n = int(getattr(im, "n_frames", 1))
+        n = int(getattr(im, "n_frames", 1)) if im.format in ANIMATED_FORMATS else 1  # not MPO, multi-page TIFF
     except Exception:  # decode_with_format below names the reason
         n = 1
     if n <= 1:

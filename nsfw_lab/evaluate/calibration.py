@@ -11,6 +11,7 @@ moderation policy's thresholds on the *calibrated* val probabilities (:mod:`nsfw
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,10 @@ def calibrate_run(
     from nsfw_lab.evaluate.loading import load_run  # torch: only the command needs it, not the arithmetic
     from nsfw_lab.evaluate.scoring import split_outputs
 
+    if clips is not None:
+        from nsfw_lab.evaluate.clips import check_clip_folder
+
+        check_clip_folder(clips, max_frames)  # before anything is rewritten
     run = load_run(run_dir, device=device)
     val, test = (split_outputs(run, s, progress=progress, logits=True) for s in ("val", "test"))
     t = fit_temperature(val.outputs, val.labels)
@@ -136,6 +141,10 @@ def calibrate_run(
     policy = policy or load_policy()
     fitted = fit_policy(run.run_dir, run.classes, val_p, test_p, policy, t, n_boot)
     fitted_clips = None
+    if clips is None and run.files.clip_policy.is_file():  # fitted at the old thresholds: no longer valid
+        run.files.clip_policy.unlink()
+        print(f"note: removed {run.files.clip_policy} (fitted at the previous thresholds; refit with --clips DIR)",
+              file=sys.stderr)  # fmt: skip
     if clips is not None:
         from nsfw_lab.evaluate.clips import fit_clip_policy
         from nsfw_lab.evaluate.policy import Thresholds

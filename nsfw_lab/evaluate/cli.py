@@ -30,6 +30,8 @@ def _predict(a: argparse.Namespace) -> None:
 
     if a.batch_size < 1:
         raise NsfwLabError(f"--batch-size must be >= 1, not {a.batch_size}")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise NsfwLabError(f"--max-frames must be >= 1, not {a.max_frames}")
 
     if a.engine == "torch":
         run = load_run(a.run, a.checkpoint, a.device)
@@ -40,7 +42,7 @@ def _predict(a: argparse.Namespace) -> None:
         source = run.files.checkpoint(run.checkpoint).name
         print(f"note: {a.engine} export of {source}, on the CPU (--checkpoint and --device apply to --engine torch)",
               file=sys.stderr)  # fmt: skip
-    rule = decision_rule(run)
+    rule = decision_rule(run, a.operating_point)
     print(f"note: {rule.note}", file=sys.stderr)
     rows = iter_predictions(run, a.paths, a.batch_size, a.progress, rule, a.clips, a.max_frames)
     if a.output:
@@ -113,7 +115,10 @@ def _numbers(text: str, flag: str) -> list[float]:
 def _robustness(a: argparse.Namespace) -> None:
     from nsfw_lab.evaluate.robustness import robustness_run, worst
 
-    sev = [int(v) for v in _numbers(a.severities, "--severities")]
+    sev = _numbers(a.severities, "--severities")
+    if any(v != int(v) for v in sev):
+        raise NsfwLabError(f"--severities must be whole numbers in 1..5, not {a.severities!r}")
+    sev = [int(v) for v in sev]
     eps = _numbers(a.fgsm_eps, "--fgsm-eps")
     names = [v.strip() for v in a.corruptions.split(",") if v.strip()] if a.corruptions else None
     r = robustness_run(a.run, a.split, a.checkpoint, names, sev, eps, a.limit, a.batch_size, a.device, a.bootstrap,
@@ -183,8 +188,10 @@ def add_parser(sub: Subparsers) -> None:
     )
     q.add_argument("--export", help=f"the exported file (default {exports})")
     q.add_argument("--output", help="write here (atomically) instead of standard output")
+    q.add_argument("--operating-point", default="val", choices=("val", "risk"),
+                   help="val-chosen thresholds, or the risk-controlled ones (certified review threshold)")  # fmt: skip
     q.add_argument("--clips", action="store_true", help="each folder given is one clip of frame images")
-    q.add_argument("--max-frames", type=int, default=16, help="frames sampled per clip (animated files, --clips)")
+    q.add_argument("--max-frames", type=int, help="frames sampled per clip (default: the clip rule's cap, else 16)")
     add_progress_flag(q)
     q.set_defaults(func=_predict)
 
@@ -210,7 +217,9 @@ def add_parser(sub: Subparsers) -> None:
         "target recall of the block group, with an abstain band sent to review "
         f"({run.policy.name}: thresholds; block recall and precision, false-positive, review and missed rates "
         "with 95% CIs on val and test). The default policy: block = porn + hentai, review = sexy, allow = "
-        "neutral + drawings, target recall 0.95.",
+        "neutral + drawings, target recall 0.95. Beside them, a risk-controlled review threshold certified on val "
+        "(block-group miss rate <= risk_alpha with probability 1 - risk_delta) with the miss rate it achieved on test. "
+        f"With --clips DIR: the clip rule (block at k blocked frames) on DIR's val clips ({run.clip_policy.name}).",
     )
     c.add_argument(
         "--run", required=True, help=f"run folder (writes {run.calibration.name} and {run.policy.name} in it)"

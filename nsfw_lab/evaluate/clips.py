@@ -84,26 +84,37 @@ def clip_score(scores: Sequence[float], k: int) -> float:
 
 @dataclass(frozen=True)
 class ClipRule:
-    """What ``predict`` applies to a clip: ``k`` blocked frames of at most ``max_frames`` sampled."""
+    """What ``predict`` applies to a clip: block at ``k`` blocked frames of up to ``max_frames`` sampled."""
 
     k: int
+    max_frames: int
     note: str
 
 
-ANY_FRAME = ClipRule(1, "clips: any blocked frame blocks")
+ANY_FRAME = ClipRule(1, MAX_FRAMES, "clips: any blocked frame blocks")
 
 
-def load_clip_rule(run_dir: Path | str) -> ClipRule:
-    """The run's fitted ``clip_policy`` (``k``), or k = 1 (any blocked frame blocks) with a note saying so."""
+def load_clip_rule(run_dir: Path | str, thresholds: Thresholds, temperature: float) -> ClipRule:
+    """The run's fitted ``clip_policy`` (``k`` and the frame cap it was chosen with), or k = 1 (any blocked frame
+    blocks) with a note saying so; a one-line error when it was fitted at other thresholds or temperature than
+    the run's policy now has (``calibrate`` ran again without ``--clips``)."""
     path = RunDir(run_dir).clip_policy
     d = read_json(path)
     if d is None:
-        return ClipRule(1, f"clips: no {path.name}, any blocked frame blocks (run `nsfw-lab calibrate --clips DIR`)")
+        return ClipRule(1, MAX_FRAMES, f"clips: no {path.name}, any blocked frame blocks (`calibrate --clips DIR`)")
+    again = f"rerun `nsfw-lab calibrate --run {run_dir} --clips DIR`"
     try:
-        k = int(d["k"])
+        k, cap, fpr = int(d["k"]), int(d["max_frames"]), float(d["clip_fpr"])
+        fitted_at = Thresholds(**d["thresholds"]), float(d["temperature"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --clips DIR`") from None
-    return ClipRule(k, f"clips: blocked at {k} blocked frames, chosen on val clips for clip FPR <= {d['clip_fpr']}")
+        raise NsfwLabError(f"{path}: unreadable ({exc}); {again}") from None
+    if k < 1 or cap < 1:
+        raise NsfwLabError(f"{path}: k and max_frames must be >= 1 (got {k}, {cap}); {again}")
+    if fitted_at[0] != thresholds or abs(fitted_at[1] - temperature) > 1e-9:
+        raise NsfwLabError(f"{path}: fitted at other thresholds than the run's policy now has; {again}")
+    per = d.get("frames_per_clip")
+    return ClipRule(k, cap, f"clips: blocked at {k} blocked frames of up to {cap}, chosen on val clips of "
+                    f"{per:g} frames for clip FPR <= {fpr:g} (clips of other lengths get another rate)")  # fmt: skip
 
 
 def score_clips(
@@ -125,7 +136,11 @@ def score_clips(
         raise NsfwLabError(f"{folder}: class folders {', '.join(unknown)} are not the run's {run.classes}")
     out = []
     for cls, path in tqdm(items, desc=f"{split} clips", disable=not progress, unit="clip"):
-        frames, _, _ = clip_frames(path, max_frames)  # a clip without a decodable frame: its one-line error
+        try:
+            frames, _, _ = clip_frames(path, max_frames)
+        except ImageLoadError as exc:  # counted, named, and left out of the rates
+            out.append({"clip": str(path), "class": cls, "error": f"{exc.reason}: {exc}"})
+            continue
         with torch.inference_mode():
             x = torch.stack([tf(pil_to_tensor(f)) for f in frames]).to(run.device)
             probs = (run.model(x).float() / temperature).softmax(1).cpu().numpy()
@@ -134,8 +149,8 @@ def score_clips(
             "scores": block_score(probs, run.classes, policy).tolist(),
             "decisions": decide(probs, run.classes, policy, thresholds).tolist(),
         })  # fmt: skip
-    if not out:
-        raise NsfwLabError(f"{folder}: no clips")
+    if not any("error" not in c for c in out):
+        raise NsfwLabError(f"{folder}: no readable clips")
     return out
 
 
@@ -160,16 +175,26 @@ def choose_k(clips: list[dict[str, Any]], classes: list[str], policy: Policy, ma
     return max_frames, False
 
 
+def check_clip_folder(root: Path | str, max_frames: int) -> None:
+    """One-line errors before anything is fitted: a ``--max-frames`` below 1, a folder without val and test."""
+    if max_frames < 1:
+        raise NsfwLabError(f"--max-frames must be >= 1, not {max_frames}")
+    for split in ("val", "test"):
+        if not (Path(root) / split).is_dir():
+            raise NsfwLabError(f"{Path(root) / split}: no {split} clips (expected {root}/{split}/<class>/<clip>)")
+
+
 def fit_clip_policy(
     run: LoadedRun, root: Path | str, temperature: float, policy: Policy, thresholds: Thresholds,
     max_frames: int = MAX_FRAMES, n_boot: int = 1000, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Choose ``k`` on ``root``'s val clips, state it and k = 1 on its test clips, write the run's
-    ``clip_policy`` file; returns its content."""
-    if max_frames < 1:
-        raise NsfwLabError(f"--max-frames must be >= 1, not {max_frames}")
-    scored = {s: score_clips(run, Path(root), s, temperature, policy, thresholds, max_frames, progress)
-              for s in ("val", "test")}  # fmt: skip
+    ``clip_policy`` file (with the thresholds and temperature it was fitted at); returns its content. Clips
+    without a decodable frame are listed under ``unreadable`` and left out."""
+    check_clip_folder(root, max_frames)
+    every = {s: score_clips(run, Path(root), s, temperature, policy, thresholds, max_frames, progress)
+             for s in ("val", "test")}  # fmt: skip
+    scored = {s: [c for c in v if "error" not in c] for s, v in every.items()}
     k, met = choose_k(scored["val"], run.classes, policy, max_frames)
     point = lambda s, kk: clip_operating_point(scored[s], kk, run.classes, policy, n_boot)  # noqa: E731
     frames_fp = [d == "block" for c in scored["val"] if c["class"] not in policy.block for d in c["decisions"]]
@@ -179,7 +204,10 @@ def fit_clip_policy(
         "clip_fpr": policy.clip_fpr,
         "met_on_val": met,
         "chosen_on": "val",
+        "thresholds": thresholds.to_dict(),
+        "temperature": temperature,
         "clips": str(root),
+        "unreadable": [{"clip": c["clip"], "error": c["error"]} for v in every.values() for c in v if "error" in c],
         "frames_per_clip": float(np.mean([len(c["decisions"]) for c in scored["val"]])),
         "frame_false_positive_rate_val": float(np.mean(frames_fp)) if frames_fp else None,
         "val": point("val", k),

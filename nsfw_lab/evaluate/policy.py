@@ -229,6 +229,7 @@ class FittedPolicy:
     policy: Policy
     thresholds: Thresholds
     temperature: float
+    risk_thresholds: Thresholds | None = None  # the risk-controlled policy's (its certified review threshold)
 
 
 def load_fitted(run_dir: Path | str) -> FittedPolicy | None:
@@ -240,6 +241,9 @@ def load_fitted(run_dir: Path | str) -> FittedPolicy | None:
             return None
         p = Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["policy"].items()})
         t = d["thresholds"]
-        return FittedPolicy(p, Thresholds(float(t["t_block"]), float(t["t_review"])), float(d.get("temperature", 1.0)))
+        r = (d.get("risk_controlled") or {}).get("thresholds")
+        risk = Thresholds(float(r["t_block"]), float(r["t_review"])) if r else None
+        t_val = Thresholds(float(t["t_block"]), float(t["t_review"]))
+        return FittedPolicy(p, t_val, float(d.get("temperature", 1.0)), risk)
     except (ValueError, KeyError, TypeError, NsfwLabError) as exc:
         raise NsfwLabError(f"{path}: unreadable ({exc}); rerun `nsfw-lab calibrate --run {run_dir}`") from None

@@ -67,6 +67,9 @@ def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
         yield batch
 
 
+OPERATING_POINTS = ("val", "risk")
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """What ``predict`` applies to a run's logits: a temperature, then a policy at its thresholds."""
@@ -78,10 +81,13 @@ class DecisionRule:
     clip: ClipRule = ANY_FRAME  # animated inputs and --clips folders
 
 
-def decision_rule(run: LoadedRun | ExportedRun) -> DecisionRule:
+def decision_rule(run: LoadedRun | ExportedRun, operating_point: str = "val") -> DecisionRule:
     """Temperature, policy and thresholds ``predict`` applies for ``run``, and a line saying where from. A
     calibration fitted for the other checkpoint is not applied (its logits differ); a policy fitted at another
-    temperature than the stored one is an error."""
+    temperature than the stored one is an error. ``operating_point="risk"``: the risk-controlled policy's
+    thresholds (its certified review threshold) instead of the val-chosen ones."""
+    if operating_point not in OPERATING_POINTS:
+        raise NsfwLabError(f"--operating-point must be {' or '.join(OPERATING_POINTS)}, not {operating_point!r}")
     files = run.files
     cal, fitted, note = load_calibration(files.path), load_fitted(files.path), ""
     t = cal["temperature"] if cal else None
@@ -95,11 +101,21 @@ def decision_rule(run: LoadedRun | ExportedRun) -> DecisionRule:
     policy, thresholds = (fitted.policy, fitted.thresholds) if fitted else (load_policy(), UNFITTED)
     policy.check(run.classes, "policy")
     note += f"calibrated (T={t:.3f})" if t else "uncalibrated probabilities"
+    risk = operating_point == "risk"
+    if risk and not (fitted and fitted.risk_thresholds):
+        raise NsfwLabError(
+            f"{files.path}: no risk-controlled policy fitted; run `nsfw-lab calibrate --run {files.path}`"
+        )
+    if risk:
+        thresholds = fitted.risk_thresholds  # type: ignore[union-attr]
+    what = "risk-controlled policy (review threshold certified on val)" if risk else "policy fitted on val"
     if fitted:
-        note += f"; policy fitted on val (block >= {thresholds.t_block:.3f}, review >= {thresholds.t_review:.3f})"
+        note += f"; {what} (block >= {thresholds.t_block:.3f}, review >= {thresholds.t_review:.3f})"
     else:
         note += "; no fitted policy: block when P(block group) >= 0.5 (run `nsfw-lab calibrate`)"
-    clip = load_clip_rule(files.path) if fitted else ANY_FRAME
+    clip = load_clip_rule(files.path, thresholds, t or 1.0) if fitted and not risk else ANY_FRAME
+    if risk:
+        clip = ClipRule(1, MAX_FRAMES, "clips: any blocked frame blocks (the clip rule is fitted for the val policy)")
     return DecisionRule(t or 1.0, policy, thresholds, f"{note}; {clip.note}", clip)
 
 
@@ -111,7 +127,7 @@ def iter_predictions(
     progress: bool = False,
     rule: DecisionRule | None = None,
     clips: bool = False,
-    max_frames: int = MAX_FRAMES,
+    max_frames: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per input: ``path``, ``frame``, ``prediction``, ``prob_<class>`` for each class, ``block_score``,
     ``decision``, ``error``. ``run`` is a loaded checkpoint or an export
@@ -120,8 +136,12 @@ def iter_predictions(
 
     An animated file (and with ``clips``, each folder given: its images are the frames) gives one row per sampled
     frame (``frame`` = its index) and then its clip row (``frame`` = ``clip``): the frames' mean probabilities,
-    ``block_score`` the k-th largest frame score and the decision of :mod:`nsfw_lab.evaluate.clips`."""
+    ``block_score`` the k-th largest frame score and the decision of :mod:`nsfw_lab.evaluate.clips`; at most
+    ``max_frames`` frames are sampled (default: the cap the run's clip rule was chosen with, else 16)."""
     rule = rule or decision_rule(run)
+    max_frames = rule.clip.max_frames if max_frames is None else max_frames
+    if max_frames < 1:
+        raise NsfwLabError(f"--max-frames must be >= 1, not {max_frames}")
     tf = eval_transform(run.image_size, normalize=False)
     bar = tqdm(desc="predict", unit="input", disable=not progress, file=sys.stderr)
     pending: list[tuple[dict[str, Any], torch.Tensor | None]] = []

@@ -2,10 +2,12 @@
 
 Every image of the split is corrupted (:mod:`nsfw_lab.evaluate.corruptions`, seeded per image) *before* the
 model's one eval transform, as an upload would be, at each severity; FGSM perturbs the model's own input
-(uint8 pixels as [0, 1] floats) by ``ε / 255`` in the sign of the loss gradient of the true label. For every
-condition: macro-F1 and block-group recall (the block group's images whose most probable class is a block
-class, under the run's policy) with 95% bootstrap intervals, the paired macro-F1 drop against the clean images
-with its verdict and smallest detectable size, and the confusion pairs that grew, named with their counts.
+(uint8 pixels as [0, 1] floats) by ``ε / 255`` in the sign of the loss gradient of the true label, kept as
+floats (the attack on a model that takes float tensors; ε below 1 would vanish in 8-bit pixels). For every
+condition: macro-F1 and block-group recall (the share of the block group's images whose most probable class
+is a block class: the classifier's view, before any temperature or threshold of ``calibrate``; the block group
+is the run's fitted policy's, else the default) with 95% bootstrap intervals, the paired macro-F1 drop against
+the clean images with its verdict and smallest detectable size, and the confusion pairs that grew, with counts.
 The run's ``robustness_<split>`` JSON and PNG hold it.
 """
 
@@ -126,6 +128,9 @@ def robustness_run(
             raise NsfwLabError(f"unknown corruption {n!r}; choose {', '.join(CORRUPTIONS)}")
     if bad := [s for s in severities if s not in SEVERITIES]:
         raise NsfwLabError(f"severities must be in 1..5, not {bad}")
+    if bad := [e for e in fgsm_eps if not e > 0]:
+        raise NsfwLabError(f"FGSM ε must be > 0 (grey levels), not {bad}")
+    fgsm_eps = sorted(fgsm_eps)
     if limit is not None and limit < 1:
         raise NsfwLabError(f"--limit must be >= 1, not {limit}")
     run = load_run(run_dir, checkpoint, device)
