@@ -113,7 +113,29 @@ def _policy(pol: dict[str, Any] | None, run: Path) -> list[str]:
             f"| {split} (n = {m['n']}) | {cell('block_recall')} | {cell('block_precision')} | "
             f"{cell('false_positive_rate')} | {cell('review_rate')} | {cell('missed_rate')} |"
         )
+    rc = pol.get("risk_controlled")
+    if rc:
+        b, m = rc["bound"], rc["test"]
+        how = (f"review ≥ {rc['thresholds']['t_review']:.4f}, certified on {b['n']} val block-group images"
+               if b["certified"] else f"not certifiable with {b['n']} val block-group images: all not blocked "
+               "goes to review")  # fmt: skip
+        missed = "n/a" if m["missed_rate"] is None else f"{m['missed_rate']:.3f}{_ci(m['missed_rate_ci95'])}"
+        promise = f"miss rate ≤ {b['alpha']:g} with probability {1 - b['delta']:g}"
+        out += ["", f"Risk-controlled (`predict --operating-point risk`): {promise}; {how}. On test: missed "
+                f"{missed}, review rate {m['review_rate']:.3f}."]  # fmt: skip
     return out
+
+
+def _clips(clips: dict[str, Any] | None) -> list[str]:
+    if not clips:
+        return []
+    t, one = clips["test"], clips["any_frame"]["test"]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    met = "" if clips["met_on_val"] else " (no k met it on val)"
+    return ["", f"Clips (animations): blocked at {clips['k']} blocked frames of up to {clips['max_frames']}, k chosen "
+            f"on val clips for a clip false-positive rate ≤ {clips['clip_fpr']:g}{met}. Test clips (n = {t['n']}): "
+            f"false-positive rate {f(t['false_positive_rate'])}, block recall {f(t['block_recall'])}; any blocked "
+            f"frame blocking would give {f(one['false_positive_rate'])} and {f(one['block_recall'])}."]  # fmt: skip
 
 
 def _explanations(exp: dict[str, Any] | None, shortcut: dict[str, Any] | None) -> list[str]:
@@ -227,6 +249,7 @@ def model_card(
         "## Moderation policy: operating points",
         "",
         *_policy(read_json(files.policy), run),
+        *_clips(read_json(files.clip_policy)),
         "",
         "## Explanations and known failure modes",
         "",

@@ -185,5 +185,10 @@ def test_calibrate_with_clips_writes_the_rule_predict_applies(
     before = files.policy.read_bytes()
     assert main([*args[:4], str(tmp_path / "nowhere"), *args[5:]]) == 2  # refused before anything is rewritten
     assert "no val clips" in capsys.readouterr().err and files.policy.read_bytes() == before
+    from nsfw_lab.cards import model_card
+
+    card = model_card(run, "tiny")
+    assert f"Clips (animations): blocked at {fitted['k']} blocked frames" in card and "Risk-controlled" in card
     assert main([a for a in args if a not in ("--clips", str(tmp_path / "clips"))]) == 0
     assert not files.clip_policy.exists() and "removed" in capsys.readouterr().err  # stale once refitted
+    assert "Clips (animations)" not in model_card(run, "tiny")
