@@ -17,7 +17,7 @@ def robustness_figure(result: dict[str, Any]) -> Figure:
     names = list(dict.fromkeys(r["corruption"] for r in result["conditions"]))
     cols = min(5, max(1, len(names)))
     rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(2.6 * cols, 2.3 * rows + 0.6))
+    fig = Figure(figsize=(max(7.0, 2.6 * cols), 2.3 * rows + 0.6))
     clean = result["clean"]
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -27,11 +27,16 @@ def robustness_figure(result: dict[str, Any]) -> Figure:
             if clean[key] is None:
                 continue
             ys = [r[key] for r in rs]
-            ax.plot(x, ys, "o-", color=colour, ms=3, label=key.replace("_", " "))
             ci = [r[f"{key}_ci95"] for r in rs]
-            if all(c[0] is not None for c in ci):
-                ax.fill_between(x, [c[0] for c in ci], [c[1] for c in ci], color=colour, alpha=0.15, lw=0)
+            err = None
+            if all(c[0] is not None for c in ci):  # error bars: they show for a single severity too
+                err = [[max(0.0, y - c[0]) for y, c in zip(ys, ci, strict=True)],
+                       [max(0.0, c[1] - y) for y, c in zip(ys, ci, strict=True)]]  # fmt: skip
+            ax.errorbar(x, ys, yerr=err, fmt="o-", color=colour, ms=3, capsize=2, lw=1, label=key.replace("_", " "))
             ax.axhline(clean[key], color=colour, ls="--", lw=0.8)
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        if len(x) == 1:
+            ax.set_xlim(x[0] - 1, x[0] + 1)
         ax.set_ylim(0, 1.02)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("ε (grey levels)" if name == "fgsm" else "severity", fontsize=8)
