@@ -18,7 +18,8 @@ from nsfw_lab.config import CLASSES
 from nsfw_lab.data.imageio import ImageLoadError, load_frames, sample_indices
 from nsfw_lab.data.synth.clips import CLIP_FORMATS, ClipConfig, encode_clip, frame_motifs, generate_clips
 from nsfw_lab.errors import NsfwLabError
-from nsfw_lab.evaluate.clips import choose_k, clip_decision, clip_frames, clip_score
+from nsfw_lab.evaluate.clip_fit import choose_k
+from nsfw_lab.evaluate.clips import clip_decision, clip_frames, clip_score
 from nsfw_lab.evaluate.policy import Policy
 from nsfw_lab.evaluate.predict import predict
 from nsfw_lab.rundir import RunDir

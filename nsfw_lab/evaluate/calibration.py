@@ -11,7 +11,6 @@ moderation policy's thresholds on the *calibrated* val probabilities (:mod:`nsfw
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,12 +95,12 @@ def summary(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, 
 
 @dataclass(frozen=True)
 class Calibrated:
-    """What ``nsfw-lab calibrate`` wrote: the ``calibration`` and ``policy`` files' content (and with clips,
-    the ``clip_policy`` file's)."""
+    """What ``nsfw-lab calibrate`` wrote: the ``calibration`` and ``policy`` files' content, and whether it removed
+    a clip rule fitted at the previous thresholds."""
 
     calibration: dict[str, Any]
     policy: dict[str, Any]
-    clips: dict[str, Any] | None = None
+    removed_clip_policy: bool = False
 
 
 def calibrate_run(
@@ -110,19 +109,13 @@ def calibrate_run(
     device: str = "auto",
     progress: bool = True,
     n_boot: int = 1000,
-    clips: Path | str | None = None,
-    max_frames: int = 16,
 ) -> Calibrated:
     """``nsfw-lab calibrate``: fit ``T`` on val and report test (the run's ``calibration`` file), then choose the
-    policy's thresholds on the calibrated val probabilities and state them on test (its ``policy`` file); with
-    ``clips`` (a folder of val and test clips), the clip rule on its val clips (:mod:`nsfw_lab.evaluate.clips`)."""
+    policy's thresholds on the calibrated val probabilities and state them on test (its ``policy`` file). A clip
+    rule fitted at the previous thresholds is removed (``calibrate --clips``: :mod:`nsfw_lab.evaluate.clip_fit`)."""
     from nsfw_lab.evaluate.loading import load_run  # torch: only the command needs it, not the arithmetic
     from nsfw_lab.evaluate.scoring import split_outputs
 
-    if clips is not None:
-        from nsfw_lab.evaluate.clips import check_clip_folder
-
-        check_clip_folder(clips, max_frames)  # before anything is rewritten
     run = load_run(run_dir, device=device)
     val, test = (split_outputs(run, s, progress=progress, logits=True) for s in ("val", "test"))
     t = fit_temperature(val.outputs, val.labels)
@@ -140,18 +133,10 @@ def calibrate_run(
     val_p, test_p = ((probabilities(s.outputs, t), s.labels) for s in (val, test))
     policy = policy or load_policy()
     fitted = fit_policy(run.run_dir, run.classes, val_p, test_p, policy, t, n_boot)
-    fitted_clips = None
-    if clips is None and run.files.clip_policy.is_file():  # fitted at the old thresholds: no longer valid
+    stale = run.files.clip_policy.is_file()  # fitted at the old thresholds: no longer valid
+    if stale:
         run.files.clip_policy.unlink()
-        print(f"note: removed {run.files.clip_policy} (fitted at the previous thresholds; refit with --clips DIR)",
-              file=sys.stderr)  # fmt: skip
-    if clips is not None:
-        from nsfw_lab.evaluate.clips import fit_clip_policy
-        from nsfw_lab.evaluate.policy import Thresholds
-
-        th = Thresholds(**fitted["thresholds"])
-        fitted_clips = fit_clip_policy(run, clips, t, policy, th, max_frames, n_boot, progress)
-    return Calibrated(calibration, fitted, fitted_clips)
+    return Calibrated(calibration, fitted, stale)
 
 
 def load_calibration(run_dir: Path | str) -> dict[str, Any] | None:

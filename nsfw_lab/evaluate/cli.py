@@ -72,7 +72,12 @@ def _calibrate(a: argparse.Namespace) -> None:
     from nsfw_lab.evaluate.calibration import calibrate_run
     from nsfw_lab.evaluate.policy import load_policy
 
-    done = calibrate_run(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap, a.clips, a.max_frames)
+    if a.clips:
+        from nsfw_lab.evaluate.clip_fit import calibrate_clips, check_clip_folder
+
+        check_clip_folder(a.clips, a.max_frames)  # before anything is rewritten
+    done = calibrate_run(a.run, load_policy(a.policy), a.device, a.progress, a.bootstrap)
+    clips = calibrate_clips(a.run, a.clips, a.device, a.max_frames, a.bootstrap, a.progress) if a.clips else None
     cal, pol, files = done.calibration, done.policy, RunDir(a.run)
     t, m = cal["test"], pol["test"]
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -94,8 +99,11 @@ def _calibrate(a: argparse.Namespace) -> None:
         f"risk-controlled: {promise}: {how}; test miss rate {f(rc['test']['missed_rate'])} "
         f"({'held' if rc['held_on_test'] else 'NOT held'}), review rate {f(rc['test']['review_rate'])}"
     )
-    if done.clips:
-        c, one = done.clips, done.clips["any_frame"]["test"]
+    if done.removed_clip_policy and not clips:
+        print(f"note: removed {files.clip_policy} (fitted at the previous thresholds; refit with --clips DIR)",
+              file=sys.stderr)  # fmt: skip
+    if clips:
+        c, one = clips, clips["any_frame"]["test"]
         met = "" if c["met_on_val"] else f" (no k meets clip FPR <= {c['clip_fpr']:g} on val)"
         print(
             f"clips: block at {c['k']} blocked frames of up to {c['max_frames']}{met}; test clip false-positive rate "

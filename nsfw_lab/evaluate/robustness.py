@@ -29,6 +29,7 @@ from nsfw_lab.evaluate.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from nsfw_lab.evaluate.loading import LoadedRun, load_run
 from nsfw_lab.evaluate.metrics import bootstrap_ci, macro_f1, macro_f1_ci, paired_macro_f1_difference, verdict
 from nsfw_lab.evaluate.policy import Policy, load_fitted, load_policy
+from nsfw_lab.evaluate.scoring import infer
 from nsfw_lab.utils.fsutil import atomic_write_json
 from nsfw_lab.utils.progress import tqdm
 
@@ -54,13 +55,9 @@ class _Corrupted(Dataset):
         return self.tf(rgb), self.labels[i]
 
 
-@torch.inference_mode()
 def _predict(run: LoadedRun, ds: Dataset, batch_size: int) -> np.ndarray:
-    out = [
-        run.model(x.to(run.device)).argmax(1).cpu().numpy()
-        for x, _ in make_loader(ds, batch_size, train=False, device=run.device.type)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, int)
+    probs, _ = infer(run, make_loader(ds, batch_size, train=False, device=run.device.type), show=False)
+    return probs.argmax(1)
 
 
 def fgsm_predictions(run: LoadedRun, ds: Dataset, eps: Sequence[float], batch_size: int) -> dict[float, np.ndarray]:
@@ -70,9 +67,10 @@ def fgsm_predictions(run: LoadedRun, ds: Dataset, eps: Sequence[float], batch_si
         x = (x.to(run.device).float() / 255).requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(run.model(x).float(), torch.as_tensor(y, device=run.device))
         (grad,) = torch.autograd.grad(loss, x)
+        step = grad.sign()
         with torch.inference_mode():
             for e in eps:
-                adv = (x + grad.sign() * (e / 255)).clamp_(0, 1)
+                adv = (x + step * (e / 255)).clamp_(0, 1)
                 preds[e].append(run.model(adv).argmax(1).cpu().numpy())
     return {e: np.concatenate(p) if p else np.zeros(0, int) for e, p in preds.items()}
 

@@ -36,7 +36,7 @@ from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.models import efficientnet_lite as lite
 from nsfw_lab.models.baseline import ConvPoolFC
 from nsfw_lab.models.names import ARCHITECTURES, MODELS
-from nsfw_lab.models.wrapper import ModelSpec, NsfwModel, get_submodule
+from nsfw_lab.models.wrapper import ModelSpec, NsfwModel
 
 RESNET_STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 INCEPTION_STAGES = (
@@ -181,16 +181,9 @@ def _new_head(net: nn.Module, head: tuple[str, ...], num_classes: int) -> None:
         net.reset_classifier(num_classes)
         return
     for path in head:
-        parent, _, leaf = path.rpartition(".")
-        owner = get_submodule(net, parent) if parent else net
-        old = getattr(owner, leaf, None) if not leaf.isdigit() else owner[int(leaf)]  # type: ignore[index]
-        if not isinstance(old, nn.Linear):
-            continue
-        new = nn.Linear(old.in_features, num_classes)
-        if leaf.isdigit():
-            owner[int(leaf)] = new  # type: ignore[index]
-        else:
-            setattr(owner, leaf, new)
+        old = net.get_submodule(path)
+        if isinstance(old, nn.Linear):
+            net.set_submodule(path, nn.Linear(old.in_features, num_classes))
 
 
 def _baseline(num_classes: int, w: str, image_size: int | None, widths: tuple[int, ...], hidden: int) -> tuple:
