@@ -56,17 +56,6 @@ def expand_paths(paths: Iterable[Path | str]) -> Iterator[Path]:
             yield p  # missing files become error rows
 
 
-def _batches(items: Iterable[Path], n: int) -> Iterator[list[Path]]:
-    batch: list[Path] = []
-    for it in items:
-        batch.append(it)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 OPERATING_POINTS = ("val", "risk")
 
 
@@ -113,9 +102,10 @@ def decision_rule(run: LoadedRun | ExportedRun, operating_point: str = "val") ->
         note += f"; {what} (block >= {thresholds.t_block:.3f}, review >= {thresholds.t_review:.3f})"
     else:
         note += "; no fitted policy: block when P(block group) >= 0.5 (run `nsfw-lab calibrate`)"
-    clip = load_clip_rule(files.path, thresholds, t or 1.0) if fitted and not risk else ANY_FRAME
-    if risk:
+    if risk:  # the clip rule is fitted at the val policy's thresholds
         clip = ClipRule(1, MAX_FRAMES, "clips: any blocked frame blocks (the clip rule is fitted for the val policy)")
+    else:
+        clip = load_clip_rule(files.path, thresholds, t or 1.0) if fitted else ANY_FRAME
     return DecisionRule(t or 1.0, policy, thresholds, f"{note}; {clip.note}", clip)
 
 
