@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
     problem = torchcodec_problem()
     for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         if skip is not None and "cuda" in item.keywords:
@@ -104,3 +109,101 @@ def quick_bench(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Pat
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return root / "out"
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory, quick_bench: Path) -> Path:
+    """All notebooks run once with the smoke profile, as ``make study PROFILE=smoke`` runs them (the site
+    included); data and reports in a temporary folder, with the quick bench's output where `make bench` puts it
+    (reports/benchmarks) for the cards, notebook 08 and the site."""
+    import shutil
+
+    from nsfw_lab.config import NOTEBOOKS_DIR
+    from nsfw_lab.course.runner import run_study
+
+    root = tmp_path_factory.mktemp("study")
+    shutil.copytree(quick_bench, root / "reports" / "benchmarks")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NSFW_LAB_DATA", str(root / "data"))  # the kernels inherit it: nothing written to the repo
+    mp.setenv("NSFW_LAB_REPORTS", str(root / "reports"))
+    try:
+        results = run_study("smoke", out=root / "reports" / "smoke", echo=False)
+    finally:
+        mp.undo()
+    failed = [f"{r.notebook} (cell {r.cell}): {r.error}" for r in results if not r.ok]
+    assert not failed, failed
+    assert [r.notebook for r in results] == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return root / "reports" / "smoke"
+
+
+CHROMIUM = os.environ.get("NSFW_LAB_CHROMIUM", "/usr/bin/chromium")  # Debian's package (.ci/run installs it)
+
+
+def _browser_problem() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed (the dev extra has it)"
+    if not Path(CHROMIUM).is_file():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set NSFW_LAB_CHROMIUM)"
+    return None
+
+
+def browse(index: Path, screenshot: Path | None = None) -> dict[str, Any]:
+    """Open a built site from ``file://`` in headless Chromium and walk it as a reader would: the front page,
+    then every page its sidebar links to. Returns what went wrong (console errors and uncaught page errors,
+    failed loads, images that did not load, pages that did not open) and what was seen (the sidebar's pages,
+    the findings rows, the thumbnails, the banner, each page's title, the pages a search for "leakage" finds)."""
+    from playwright.sync_api import Error, sync_playwright
+
+    seen: dict[str, Any] = {"errors": [], "broken_images": [], "missing_pages": [], "titles": {}}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("console", lambda m: seen["errors"].append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen["errors"].append(f"page: {e}"))
+        page.on("requestfailed", lambda r: seen["errors"].append(f"request: {r.url} {r.failure}"))
+
+        def visit(url: str) -> bool:
+            try:
+                page.goto(url, wait_until="load")
+            except Error as exc:
+                seen["missing_pages"].append(f"{url}: {str(exc).splitlines()[0]}")
+                return False
+            name = url.split("/")[-1].split("#")[0]
+            seen["titles"][name] = page.title()
+            for src in page.eval_on_selector_all(
+                "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)"
+            ):
+                seen["broken_images"].append(f"{name}: {src}")
+            return True
+
+        visit(index.resolve().as_uri())
+        seen["findings_rows"] = len(page.query_selector_all("table.nsfw-findings tr.nsfw-finding"))
+        seen["thumbnails"] = len(page.query_selector_all(".nsfw-thumbs img"))
+        banner = page.query_selector(".bd-header-announcement")
+        seen["banner"] = banner.inner_text() if banner else ""
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot))
+        links = page.eval_on_selector_all("nav.bd-docs-nav a.reference", "els => els.map(e => e.href)")
+        seen["sidebar"] = [u.split("/")[-1].split("#")[0] for u in links]
+        for url in links:
+            visit(url)
+        seen["search_hits"] = 0
+        if visit(index.resolve().with_name("search.html").as_uri() + "?q=leakage"):  # Sphinx's own full-text search
+            page.wait_for_function("document.querySelector('#search-results')?.innerText.includes('Search finished')")
+            seen["search_hits"] = len(page.query_selector_all("#search-results ul.search li"))
+        browser.close()
+    return seen
+
+
+@pytest.fixture
+def browser() -> Callable[..., dict[str, Any]]:
+    """:func:`browse`, or a skip with the reason where Playwright or Chromium is missing (a failure instead
+    where ``NSFW_LAB_REQUIRE_BROWSER=1``, as CI sets it: there the browser test must run)."""
+    problem = _browser_problem()
+    if problem:
+        if os.environ.get("NSFW_LAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"NSFW_LAB_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+    return browse

@@ -158,5 +158,5 @@ def test_every_stage_registers_its_own_commands() -> None:
         "evaluate": "nsfw_lab.evaluate.cli", "predict": "nsfw_lab.evaluate.cli", "export": "nsfw_lab.evaluate.cli",
         "calibrate": "nsfw_lab.evaluate.cli", "robustness": "nsfw_lab.evaluate.cli",
         "cards": "nsfw_lab.cards", "bench": "nsfw_lab.bench.cli",
-        "gpu-check": "nsfw_lab.bench.cli", "study": "nsfw_lab.course.cli",
+        "gpu-check": "nsfw_lab.bench.cli", "study": "nsfw_lab.course.cli", "site": "nsfw_lab.course.cli",
     }  # fmt: skip

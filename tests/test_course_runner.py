@@ -65,8 +65,7 @@ def test_runner_collects_failures_and_builds_the_report(tmp_path: Path) -> None:
     executed = nbformat.read(out / "executed" / "00_ok.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(out.resolve()) in injected[0].source
-    index = (out / "index.html").read_text()
-    assert "FAILED (cell 3)" in index and 'href="html/00_ok.html"' in index and "00_ok_line.png" in index
+    assert "url=site/index.html" in (out / "index.html").read_text()  # the report opens the site (test_site.py)
     summary = json.loads((out / "study.json").read_text())
     assert [n["ok"] for n in summary["notebooks"]] == [True, False, False, True]
 
@@ -123,7 +122,53 @@ def test_only_keeps_the_other_notebooks_in_the_index(tmp_path: Path) -> None:
     run_study("smoke", out=out, folder=nbs, only=["01"], echo=False)
     summary = json.loads((out / "study.json").read_text())
     assert [n["notebook"] for n in summary["notebooks"]] == ["00_a", "01_b"]
-    assert 'href="html/00_a.html"' in (out / "index.html").read_text()
+    assert (out / "site" / "00_a.html").is_file() and (out / "site" / "01_b.html").is_file()
+
+
+def test_a_site_that_cannot_be_built_leaves_the_table_index_and_fails_the_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nsfw_lab.course import site
+    from nsfw_lab.errors import NsfwLabError
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_ok.ipynb", PARAMS, RECORD)
+    _notebook(nbs / "01_fails.ipynb", PARAMS, "x = 1", "raise ValueError('broken on purpose')")
+
+    def broken(src: Path, out: Path, log: Path) -> None:
+        raise NsfwLabError(f"{log}: sphinx-build failed (a broken theme)")
+
+    monkeypatch.setattr(site, "sphinx", broken)
+    out = tmp_path / "report"
+    with pytest.raises(NsfwLabError, match="a broken theme"):
+        run_study("smoke", out=out, folder=nbs, echo=False)
+    index = (out / "index.html").read_text()
+    assert "The site was not built" in index and "a broken theme" in index and "FAILED (cell 3)" in index
+    assert 'href="html/00_ok.html"' in index and "00_ok_line.png" in index and not (out / "site").exists()
+    assert [n["ok"] for n in json.loads((out / "study.json").read_text())["notebooks"]] == [True, False]
+
+
+def test_progress_bars_are_widgets_in_the_kernel(tmp_path: Path) -> None:
+    """What `make lab` shows: the package's bars (tqdm.auto) render as ipywidgets in the notebooks' kernel, and
+    JupyterLab has the widgets extension that draws them."""
+    import os
+    import sys
+
+    from nbclient import NotebookClient
+
+    from nsfw_lab.course.runner import kernel_name
+
+    nb = nbformat.v4.new_notebook()
+    bars = "from nsfw_lab.utils.progress import tqdm\nfor _ in tqdm(range(3)):\n    pass"
+    nb.cells = [nbformat.v4.new_code_cell(bars)]
+    NotebookClient(nb, kernel_name=kernel_name(), timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute(
+        env={**os.environ, "NSFW_LAB_PROGRESS": "1"}
+    )  # fmt: skip
+    kinds = {k for o in nb.cells[0].outputs for k in o.get("data", {})}
+    assert "application/vnd.jupyter.widget-view+json" in kinds, nb.cells[0].outputs
+    labextensions = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager"
+    assert (labextensions / "package.json").is_file()
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.name)

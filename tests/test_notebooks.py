@@ -9,29 +9,7 @@ from pathlib import Path
 import pytest
 
 from nsfw_lab.config import NOTEBOOKS_DIR
-from nsfw_lab.course.runner import run_study
 from nsfw_lab.rundir import RunDir
-
-
-@pytest.fixture(scope="module")
-def smoke_report(tmp_path_factory: pytest.TempPathFactory, quick_bench: Path) -> Path:
-    """All notebooks run once with the smoke profile; data and reports in a temporary folder, with the quick
-    bench's output where `make bench` puts it (reports/benchmarks) for the cards and notebook 08."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("study")
-    shutil.copytree(quick_bench, root / "reports" / "benchmarks")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NSFW_LAB_DATA", str(root / "data"))  # the kernels inherit it: nothing written to the repo
-    mp.setenv("NSFW_LAB_REPORTS", str(root / "reports"))
-    try:
-        results = run_study("smoke", out=root / "reports" / "smoke", echo=False)
-    finally:
-        mp.undo()
-    failed = [f"{r.notebook} (cell {r.cell}): {r.error}" for r in results if not r.ok]
-    assert not failed, failed
-    assert [r.notebook for r in results] == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-    return root / "reports" / "smoke"
 
 
 def _metrics(report: Path, notebook: str) -> dict:
@@ -370,9 +348,13 @@ def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_repor
     assert served["ONNX Runtime"]["batch-1 ms"] == measured["onnxruntime"]["batch1_ms"]
     assert served["ONNX Runtime int8"]["kept"] == measured["int8"]["kept"]
     assert {r["architecture"] for r in m["bench"]["rows"]} == {"resnet50"}  # the quick bench measures only it
-    findings = m["findings"]
-    assert [f["notebook"] for f in findings] == sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-    assert not [f for f in findings if f["finding"].startswith("not ")], findings
+    findings = m["findings"]  # one row per question, every notebook answering, each row from a recorded cell
+    notebooks = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted({f["notebook"] for f in findings}) == notebooks and len(findings) > len(notebooks)
+    assert not [f for f in findings if f["answer"].startswith("not ")], findings
+    assert all(isinstance(f["cell"], int) for f in findings), [f for f in findings if f["cell"] is None]
+    paired = [f for f in findings if f["notebook"] == "08_comparison"]
+    assert len(paired) == len(m["paired"]) and all(f["verdict"] and f["interval"] for f in paired)
     scores = _metrics(smoke_report, "06_gradcam_error_analysis")["val_scores"]
     assert m["reference"] == max(scores, key=scores.get) and set(m["paired"]) == set(rows) - {m["reference"]}
     for name, p in m["paired"].items():  # reference minus other, on the same test images

@@ -2,7 +2,9 @@
 
 Each notebook makes one :class:`Report` and calls :meth:`Report.record` for every number a reader, a
 later notebook or a test needs; the JSON is rewritten atomically after each call, so a notebook that
-fails half-way still leaves what it had measured.
+fails half-way still leaves what it had measured. Run in a kernel, the JSON also says which cell recorded
+each name (``recorded_cells``: the cell's execution count, which the site links to) and which earlier
+notebooks were read (``reads``: the site warns a notebook's readers when it failed).
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from nsfw_lab.utils.fsutil import atomic_open, atomic_write_json, read_json
 def report_dir(profile: str, out: str | Path | None = None) -> Path:
     """``out`` or ``reports/<profile>``."""
     return Path(out) if out else config.REPORTS_DIR / profile
+
+
+def current_cell() -> int | None:
+    """The execution count of the notebook cell running now (None outside a kernel). IPython counts the cell
+    before running it, so the running cell's own number is one less (what ipykernel replies with)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    count = getattr(shell, "execution_count", None) if shell is not None else None
+    return count - 1 if isinstance(count, int) and count > 1 else None
 
 
 def _plain(value: Any) -> Any:
@@ -45,6 +59,9 @@ class Report:
     def record(self, name: str, value: Any) -> Any:
         """Store ``value`` under ``name`` (written at once) and return it unchanged."""
         self.values[name] = _plain(value)
+        cell = current_cell()
+        if cell is not None:
+            self.values.setdefault("recorded_cells", {})[name] = cell
         atomic_write_json(self.metrics_path, self.values)
         return value
 
@@ -64,6 +81,9 @@ class Report:
         from nsfw_lab.errors import NsfwLabError
 
         path = self.root / "metrics" / f"{notebook}.json"
+        if notebook != self.notebook and notebook not in self.values.setdefault("reads", []):
+            self.values["reads"].append(notebook)  # said before the check: a failure here depends on it too
+            atomic_write_json(self.metrics_path, self.values)
         if not path.is_file():
             raise NsfwLabError(f"{path}: missing; run notebook {notebook} first (nsfw-lab study --only {notebook})")
         return read_json(path)

@@ -75,7 +75,9 @@ def robustness_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str
             "clean_macro_f1": r["clean"]["macro_f1"],
             "hurt": [w["corruption"] for w in hurt],
             "of": len(ws),
-            "worst": None if bad is None else {"corruption": bad["corruption"], "drop": bad["drop"]["delta"]},
+            "worst": None
+            if bad is None
+            else {"corruption": bad["corruption"], "drop": bad["drop"]["delta"], "ci95": bad["drop"].get("ci95")},
             "watched_pairs": watched,
         }
     return out

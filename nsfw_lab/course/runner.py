@@ -4,7 +4,8 @@ For each ``notebooks/NN_*.ipynb``: check that it declares every parameter we pas
 about unknown names), execute it with the ``nsfw-lab`` kernel in ``notebooks/`` with a per-cell
 timeout, keep going after a failure, and convert the executed copy to HTML. ``REPORT/`` then holds
 ``executed/*.ipynb``, ``html/*.html``, ``logs/``, ``metrics/*.json`` and ``figures/`` (written by the
-notebooks through :class:`nsfw_lab.course.Report`), ``study.json`` and an ``index.html``.
+notebooks through :class:`nsfw_lab.course.Report`), ``study.json`` (with the data, machine and versions),
+the study's site (``site/``, :mod:`nsfw_lab.course.site`) and an ``index.html`` that opens it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -128,17 +130,43 @@ def to_html(executed: Path, dest: Path) -> None:
     atomic_write_text(dest, body)
 
 
-def write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
-    """``study.json`` and ``index.html`` linking every notebook's HTML, executed copy and metrics.
+def environment() -> dict[str, Any]:
+    """The machine, the versions, the project's commit and the time, as the study's record keeps them."""
+    from nsfw_lab.bench.measure import machine, versions
 
-    Notebooks not run this time (``--only``) keep their previous entry."""
+    commit = None
+    try:
+        done = subprocess.run(["git", "-C", str(config.PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+        commit = done.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"machine": machine(), "versions": versions(), "commit": commit,
+            "finished": time.strftime("%Y-%m-%d %H:%M %Z")}  # fmt: skip
 
+
+def write_record(out: Path, profile: str, results: list[NotebookResult], data: str | None) -> list[NotebookResult]:
+    """``study.json``: the notebooks run (those not run this time, ``--only``, keep their previous entry), the
+    data, the machine and the versions; returns every notebook's result."""
     previous = out / STUDY_RECORD
     if previous.is_file():
         ran = {r.notebook for r in results}
         kept = [NotebookResult(**n) for n in read_json(previous)["notebooks"] if n["notebook"] not in ran]
         results = sorted(kept + results, key=lambda r: r.notebook)
-    atomic_write_json(out / STUDY_RECORD, {"profile": profile, "notebooks": [asdict(r) for r in results]})
+    record = {"profile": profile, "data": data, "environment": environment(),
+              "notebooks": [asdict(r) for r in results]}  # fmt: skip
+    atomic_write_json(out / STUDY_RECORD, record)
+    return results
+
+
+def write_index(out: Path, profile: str, results: list[NotebookResult], site_error: str | None = None) -> None:
+    """``index.html``: a redirect to the site, or, when the site could not be built, a table linking every
+    notebook's HTML, executed copy and metrics, with the reason."""
+    if site_error is None:
+        page = ("<!doctype html><meta charset='utf-8'><meta http-equiv='refresh' content='0; url=site/index.html'>"
+                f"<title>nsfw_lab study ({profile})</title><a href='site/index.html'>the study's site</a>")  # fmt: skip
+        atomic_write_text(out / "index.html", page)
+        return
     rows = []
     for r in results:
         links = [f'<a href="html/{r.notebook}.html">html</a>', f'<a href="executed/{r.notebook}.ipynb">ipynb</a>']
@@ -152,7 +180,7 @@ def write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
     figs = "".join(f'<li><a href="figures/{f.name}">{f.name}</a></li>' for f in figures)
     page = (
         f"<!doctype html><meta charset='utf-8'><title>nsfw_lab study ({profile})</title>"
-        f"<h1>nsfw_lab study — profile {profile}</h1>"
+        f"<h1>nsfw_lab study — profile {profile}</h1><p>The site was not built: {html.escape(site_error)}</p>"
         "<table border=1 cellpadding=4><tr><th>notebook</th><th>status</th><th>time</th><th>outputs</th></tr>"
         + "".join(rows) + f"</table><h2>Figures</h2><ul>{figs}</ul>"
     )  # fmt: skip
@@ -168,7 +196,8 @@ def run_study(
     folder: Path | None = None,
     echo: bool = True,
 ) -> list[NotebookResult]:
-    """Run the notebooks (all, or ``only``) with the profile's common parameters; see the module docstring."""
+    """Run the notebooks (all, or ``only``) with the profile's common parameters, then build the site; see the
+    module docstring. A site that cannot be built is an error after the notebooks have run and been recorded."""
     p = config.get_profile(profile)
     dest = report_dir(p.name, out).resolve()
     params = {
@@ -197,5 +226,15 @@ def run_study(
             os.environ.pop("NSFW_LAB_PROGRESS", None)
         else:
             os.environ["NSFW_LAB_PROGRESS"] = before
-        write_index(dest, p.name, results)
+        everything = write_record(dest, p.name, results, params["DATA_DIR"])
+    from nsfw_lab.course.site import build_site
+
+    try:
+        site = build_site(dest)
+    except NsfwLabError as exc:
+        write_index(dest, p.name, everything, str(exc))
+        raise
+    write_index(dest, p.name, everything)
+    if echo:
+        print(f"site: {site}", flush=True)
     return results
