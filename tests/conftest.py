@@ -153,10 +153,12 @@ def browse(index: Path, screenshot: Path | None = None) -> dict[str, Any]:
     """Open a built site from ``file://`` in headless Chromium and walk it as a reader would: the front page,
     then every page its sidebar links to. Returns what went wrong (console errors and uncaught page errors,
     failed loads, images that did not load, pages that did not open) and what was seen (the sidebar's pages,
-    the findings rows, the thumbnails, the banner, each page's title, the pages a search for "leakage" finds)."""
+    the findings rows, the thumbnails' files, the banner, each page's title, collapsed code cells and prev/next
+    links, the pages a search for "leakage" finds)."""
     from playwright.sync_api import Error, sync_playwright
 
-    seen: dict[str, Any] = {"errors": [], "broken_images": [], "missing_pages": [], "titles": {}}
+    seen: dict[str, Any] = {"errors": [], "broken_images": [], "missing_pages": [], "titles": {}, "collapsed": {},
+                            "prev_next": {}}  # fmt: skip
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -172,6 +174,10 @@ def browse(index: Path, screenshot: Path | None = None) -> dict[str, Any]:
                 return False
             name = url.split("/")[-1].split("#")[0]
             seen["titles"][name] = page.title()
+            seen["collapsed"][name] = len(page.query_selector_all("details.hide.above-input"))
+            seen["prev_next"][name] = len(
+                page.query_selector_all(".prev-next-area a.left-prev, .prev-next-area a.right-next")
+            )
             for src in page.eval_on_selector_all(
                 "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)"
             ):
@@ -180,7 +186,9 @@ def browse(index: Path, screenshot: Path | None = None) -> dict[str, Any]:
 
         visit(index.resolve().as_uri())
         seen["findings_rows"] = len(page.query_selector_all("table.nsfw-findings tr.nsfw-finding"))
-        seen["thumbnails"] = len(page.query_selector_all(".nsfw-thumbs img"))
+        seen["thumbnails"] = page.eval_on_selector_all(
+            ".nsfw-thumbs img", "els => els.map(e => e.src.split('/').pop())"
+        )
         banner = page.query_selector(".bd-header-announcement")
         seen["banner"] = banner.inner_text() if banner else ""
         if screenshot is not None:

@@ -12,9 +12,9 @@ from typing import Any
 import nbformat
 import pytest
 
-from nsfw_lab.course.findings import FINDINGS, study_findings
+from nsfw_lab.course.findings import FINDINGS, KEY_FIGURES, study_findings
 from nsfw_lab.course.runner import run_study
-from nsfw_lab.course.site_pages import cell_numbers
+from nsfw_lab.course.site_pages import cell_indexes, numbered
 
 PARAMS = """PROFILE: str = "cpu"  # run profile
 DATA_DIR: "Optional[str]" = None  # curated data
@@ -56,10 +56,13 @@ def failed_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _text(path: Path) -> str:
+def _text(path: Path | str) -> str:
+    """A page's text: tags dropped, entities decoded, whitespace collapsed."""
+    import html
     import re
 
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text()))
+    page = path.read_text() if isinstance(path, Path) else path
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", page.replace("><", "> <"))))
 
 
 def test_a_failed_notebook_and_its_readers_say_so(failed_study: Path) -> None:
@@ -87,10 +90,11 @@ def test_a_failed_notebook_and_its_readers_say_so(failed_study: Path) -> None:
 def test_findings_link_the_cell_that_recorded_them(failed_study: Path) -> None:
     metrics = json.loads((failed_study / "metrics" / "00_ok.json").read_text())
     executed = nbformat.read(failed_study / "executed" / "00_ok.ipynb", as_version=4)
-    index = cell_numbers(executed)[metrics["recorded_cells"]["answer"]]
+    index = cell_indexes(executed)[metrics["recorded_cells"]["answer"]]
     assert index == 3  # title, parameters, Report(...), then the cell that recorded "answer"
-    assert "rep.record(\"answer\"" in [c for c in executed.cells if "injected-parameters" not in c.metadata.get(
-        "tags", [])][index].source  # fmt: skip
+    assert dict(numbered(executed))[index].source == 'rep.record("answer", 6 * 7)'
+    failed = nbformat.read(failed_study / "executed" / "01_fails.ipynb", as_version=4)  # papermill's notes skipped
+    assert dict(numbered(failed))[4].source == "raise ValueError('broken on purpose')"
     rows = study_findings(failed_study)  # none of the course's notebooks ran here: one "not run" row each
     assert [r["notebook"] for r in rows] == [nb for nb, *_ in FINDINGS] and {r["answer"] for r in rows} == {"not run"}
 
@@ -99,7 +103,7 @@ def test_the_failed_study_site_in_a_browser(failed_study: Path, browser: Callabl
     seen = browser(failed_study / "site" / "index.html")
     assert seen["errors"] == [] and seen["broken_images"] == [] and seen["missing_pages"] == []
     assert seen["sidebar"] == ["index.html", "00_ok.html", "01_fails.html", "02_cannot_start.html", "03_reads.html"]
-    assert seen["findings_rows"] == len(FINDINGS) and seen["thumbnails"] == 1  # 00_ok's one figure
+    assert seen["findings_rows"] == len(FINDINGS) and seen["thumbnails"] == ["00_ok_line.png"]  # its one figure
 
 
 def test_the_smoke_study_site_in_a_browser(
@@ -112,11 +116,32 @@ def test_the_smoke_study_site_in_a_browser(
     assert seen["errors"] == [] and seen["broken_images"] == [] and seen["missing_pages"] == []
     notebooks = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     assert seen["sidebar"] == ["index.html"] + [f"{nb}.html" for nb in notebooks]  # every page, in course order
-    assert seen["findings_rows"] == len(study_findings(smoke_report)) > len(notebooks)
-    assert seen["thumbnails"] == len(notebooks)  # one key figure per notebook
-    assert "profile smoke" in seen["banner"] and "torch" in seen["banner"]
+    m = {nb: json.loads((smoke_report / "metrics" / f"{nb}.json").read_text()) for nb in notebooks}
+    e06 = m["06_gradcam_error_analysis"]
+    questions = (2 + 1 + 1 + len(m["03_finetune"]["verdicts"]) + 1 + len(m["04_inception_v3"]["ladder"])
+                 + len(m["05_augmentation_ablation"]["verdicts"])
+                 + 1 + sum(bool(e["n"]) for e in e06["explanations"].values()) + 1 + 1
+                 + len(m["07_calibration_policy"]["calibration"]) + len(m["08_comparison"]["paired"]))  # fmt: skip
+    assert seen["findings_rows"] == questions  # a row per question of every notebook
+    assert seen["thumbnails"] == [f"{nb}_{KEY_FIGURES[nb]}.png" for nb in notebooks]  # each notebook's key figure
+    for part in ("profile smoke", "data: the synthetic proxy", "torch", "torchvision", "CPUs"):
+        assert part in seen["banner"], part
+    for nb in notebooks:  # collapsible code and prev/next on every notebook page
+        assert seen["collapsed"][f"{nb}.html"] > 0 and seen["prev_next"][f"{nb}.html"] == 2, nb
     assert seen["search_hits"] >= 2  # the findings page and notebook 00 at least
     assert shot.stat().st_size > 20_000
+
+
+def test_smoke_findings_link_the_cells_that_recorded_them(smoke_report: Path) -> None:
+    import re
+
+    site = smoke_report / "site"
+    links = re.findall(r'href="(\d\d_\w+)\.html#cell-(\d+)">cell \d+</a>', (site / "index.html").read_text())
+    assert len(links) == len(study_findings(smoke_report))  # every row links its cell
+    for nb, index in set(links):  # the anchor is on the page, and the code after it is the recording cell
+        page = (site / f"{nb}.html").read_text()
+        after = page.split(f'id="cell-{index}"', 1)[1].split('class="nsfw-cell"', 1)[0]
+        assert "record(" in _text(after).replace(" ", ""), (nb, index)
 
 
 def test_the_browser_check_catches_a_broken_image_and_a_missing_page(

@@ -2,7 +2,8 @@
 verdict, computed from the metrics JSON the notebooks wrote (nothing is typed in by hand).
 
 Notebook 08 shows it, and the site's front page links each row to the cell that recorded its numbers (the
-metrics JSON's ``recorded_cells``). A notebook that has not run gives one "not run" row.
+metrics JSON's ``recorded_cells``). A notebook that has not run gives one "not run" row, and one whose
+metrics lack what a reader needs one "not recorded" row.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ def _row(question: str, answer: str, key: str, number: float | str | None = None
     interval = f"[{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if ci and None not in ci[:2] else None
     return {"question": question, "answer": answer, "number": num, "interval": interval, "verdict": verdict,
             "key": key}  # fmt: skip
-
-
-def _ci(ci: list[float] | None) -> str:
-    return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
 def _data(m: dict[str, Any]) -> list[Row]:
@@ -60,11 +57,17 @@ def _residual(m: dict[str, Any]) -> list[Row]:
                  "final_train_loss", plain - res, None, f"{reading} (one run each: no interval)", True)]  # fmt: skip
 
 
+def _chance(ci: list[float] | None) -> str | None:
+    """Whether a score's interval clears chance for five balanced classes (0.2)."""
+    if not ci or ci[0] is None:
+        return None
+    return "above chance (0.2)" if ci[0] > 0.2 else "not clearly above chance (0.2)"
+
+
 def _baseline(m: dict[str, Any]) -> list[Row]:
     t = m["test"]
-    beats = "above chance (0.2)" if t["accuracy_ci95"][0] > 0.2 else "not clearly above chance (0.2)"
-    return [_row("Does the hand-written CNN learn the data? (test accuracy)", f"test accuracy {t['accuracy']:.3f}"
-                 f"{_ci(t['accuracy_ci95'])}", "test", t["accuracy"], t["accuracy_ci95"], beats)]  # fmt: skip
+    return [_row("Does the hand-written CNN learn the data? (test accuracy)", f"accuracy on {t['n']} test images",
+                 "test", t["accuracy"], t["accuracy_ci95"], _chance(t["accuracy_ci95"]))]  # fmt: skip
 
 
 def _paired(question: str, d: dict[str, Any], key: str, better: str = "helps", worse: str = "hurts") -> Row:
@@ -83,8 +86,8 @@ def _trained(name: str, r: dict[str, Any], key: str) -> Row:
     if r.get("trained") is False:
         return _row(f"How does {name} do?", f"not trained: {r['why']}", key, None, None, "not trained")
     weights = "ImageNet weights" if r.get("weights") == "imagenet" else "random weights"
-    return _row(f"How does {name} do? (test macro-F1)", f"macro-F1 {r['macro_f1']:.3f}{_ci(r['macro_f1_ci95'])} at "
-                f"{r['image_size']} px from {weights}", key, r["macro_f1"], r["macro_f1_ci95"])  # fmt: skip
+    return _row(f"How does {name} do? (test macro-F1)", f"trained at {r['image_size']} px from {weights}", key,
+                r["macro_f1"], r["macro_f1_ci95"], _chance(r["macro_f1_ci95"]))  # fmt: skip
 
 
 def _inception(m: dict[str, Any]) -> list[Row]:
@@ -108,8 +111,8 @@ def _errors(m: dict[str, Any]) -> list[Row]:
     best, pairs = m["best_model"], m["pairs"]
     top = max(pairs, key=lambda p: pairs[p]["count"]) if pairs else None
     most = f"most frequent confusion {top} ({pairs[top]['count']})" if top else "no test mistakes"
-    rows = [_row("Which model is best on validation, and where do its mistakes fall?", f"{best}; {most}",
-                 "best_model", m["val_scores"][best], None, None)]  # fmt: skip
+    rows = [_row("Which model is best on validation (macro-F1), and where do its mistakes fall?", f"{best}; {most}",
+                 "best_model", m["val_scores"][best], None, "chosen on validation, never on test")]  # fmt: skip
     for name, e in m["explanations"].items():
         if e.get("n"):
             p = e["cam"]["pointing"]
@@ -207,10 +210,12 @@ def study_findings(source: Report | Path) -> list[Row]:
         try:
             m = read(nb)
             rows = reader(m)
-        except NsfwLabError:
-            m, rows = {}, [_row(question, "not run", "")]
-        except KeyError as e:
-            rows = [_row(question, f"not recorded ({e.args[0]} missing: rerun the notebook)", "")]
+        except NsfwLabError as e:  # not run, or its metrics unreadable
+            unreadable = "not valid JSON" in str(e)
+            m, rows = {}, [_row(question, f"not readable ({e})" if unreadable else "not run", "")]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:  # an older or partial record
+            what = f"{e.args[0]} missing" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            rows = [_row(question, f"not recorded ({what}: rerun the notebook)", "")]
         for r in rows:
             key = r.pop("key")
             out.append({"notebook": nb, **r, "cell": (m.get("recorded_cells") or {}).get(key)})

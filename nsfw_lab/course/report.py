@@ -3,12 +3,14 @@
 Each notebook makes one :class:`Report` and calls :meth:`Report.record` for every number a reader, a
 later notebook or a test needs; the JSON is rewritten atomically after each call, so a notebook that
 fails half-way still leaves what it had measured. Run in a kernel, the JSON also says which cell recorded
-each name (``recorded_cells``: the cell's execution count, which the site links to) and which earlier
-notebooks were read (``reads``: the site warns a notebook's readers when it failed).
+each name (``recorded_cells``: a short hash of the cell's source, by which the site finds and links the cell
+in the executed notebook, whatever the execution counts) and which earlier notebooks were read (``reads``: the
+site warns a notebook's readers when it failed).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,23 @@ def report_dir(profile: str, out: str | Path | None = None) -> Path:
     return Path(out) if out else config.REPORTS_DIR / profile
 
 
-def current_cell() -> int | None:
-    """The execution count of the notebook cell running now (None outside a kernel). IPython counts the cell
-    before running it, so the running cell's own number is one less (what ipykernel replies with)."""
+STUDY_RECORD = "study.json"  # the runner's record of a study: the notebooks run, data, machine, versions
+
+
+def cell_key(source: str) -> str:
+    """A short hash of a cell's source: how a recorded value names the cell that recorded it."""
+    return hashlib.sha1(source.strip().encode()).hexdigest()[:12]
+
+
+def current_cell() -> str | None:
+    """:func:`cell_key` of the notebook cell running now (None outside a kernel): IPython's raw input history
+    ends with the running cell's source."""
     try:
         from IPython import get_ipython
     except ImportError:
         return None
-    shell = get_ipython()
-    count = getattr(shell, "execution_count", None) if shell is not None else None
-    return count - 1 if isinstance(count, int) and count > 1 else None
+    history = getattr(getattr(get_ipython(), "history_manager", None), "input_hist_raw", None)
+    return cell_key(history[-1]) if history else None
 
 
 def _plain(value: Any) -> Any:

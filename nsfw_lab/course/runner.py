@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from nsfw_lab import config
-from nsfw_lab.course.report import report_dir
+from nsfw_lab.course.report import STUDY_RECORD, report_dir
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.utils.fsutil import atomic_write_json, atomic_write_text, read_json
 
 KERNEL = "nsfw-lab"
-STUDY_RECORD = "study.json"  # the notebooks run, with their status (kept across `--only` runs)
 
 CELL_TIMEOUT = {"smoke": 600, "cpu": 3600, "gpu": 4 * 3600}
 
@@ -97,6 +96,8 @@ def run_notebook(nb: Path, out: Path, parameters: dict[str, Any], timeout: int) 
     t0 = time.perf_counter()
     executed = out / "executed" / nb.name
     executed.parent.mkdir(parents=True, exist_ok=True)
+    executed.unlink(missing_ok=True)  # an earlier run's copy must not pass for this run's (the site shows it)
+    (out / "html" / f"{nb.stem}.html").unlink(missing_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     result = NotebookResult(nb.stem, True, 0.0)
     try:
@@ -231,8 +232,8 @@ def run_study(
 
     try:
         site = build_site(dest)
-    except NsfwLabError as exc:
-        write_index(dest, p.name, everything, str(exc))
+    except Exception as exc:  # the index must not keep opening an earlier site as if it were this run's
+        write_index(dest, p.name, everything, f"{type(exc).__name__}: {exc}")
         raise
     write_index(dest, p.name, everything)
     if echo:

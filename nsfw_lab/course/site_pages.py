@@ -2,25 +2,30 @@
 ready to render, a page for a notebook that left no executed copy, the findings page and the banner.
 
 Everything on the findings page is read from what the run wrote (``study.json``, the metrics JSON, the
-figures, the bench): nothing is typed in by hand.
+figures, the runs, the bench): nothing is typed in by hand.
 """
 
 from __future__ import annotations
 
 import html
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nsfw_lab.course.findings import key_figure, study_findings
+from nsfw_lab.course.report import cell_key
+from nsfw_lab.rundir import RunDir
 from nsfw_lab.utils.fsutil import read_json
 
 INJECTED = "injected-parameters"  # papermill's tag on the cell it adds after the parameters cell
-PAPERMILL_ERROR = "papermill-error-cell-tag"  # its red header on a failed notebook (the site's own note replaces it)
+PAPERMILL_ERROR = "papermill-error-cell-tag"  # its notes on a failed notebook (the site's own note replaces them)
+MODEL_NOTEBOOKS = ("02_baseline_cnn", "03_finetune", "04_inception_v3")  # where the compared runs come from
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """Escaped for HTML, on one line (a blank line would end a raw HTML block in Markdown)."""
+    return html.escape(" ".join(str(value).split()), quote=True)
 
 
 def _blank(value: Any) -> str:
@@ -32,27 +37,34 @@ def cell_anchor(index: int) -> str:
     return f"cell-{index}"
 
 
-def cell_numbers(nb: Any) -> dict[int, int]:
-    """``{execution count: cell index}`` of an executed notebook, the index counted as in the committed
-    notebook (papermill's injected cell and its error notes are not counted)."""
-    out, index = {}, 0
+def numbered(nb: Any) -> Iterator[tuple[int | None, Any]]:
+    """``(index, cell)`` for the cells of an executed notebook, numbered as in the committed notebook:
+    papermill's injected cell has no index, and its error notes are left out."""
+    index = 0
     for cell in nb.cells:
-        if {INJECTED, PAPERMILL_ERROR} & set(cell.metadata.get("tags", [])):
+        tags = cell.metadata.get("tags", [])
+        if PAPERMILL_ERROR in tags:
             continue
-        if cell.cell_type == "code" and cell.get("execution_count"):
-            out[cell.execution_count] = index
+        if INJECTED in tags:
+            yield None, cell
+            continue
+        yield index, cell
         index += 1
-    return out
+
+
+def cell_indexes(nb: Any) -> dict[str, int]:
+    """``{cell key: index}`` of the code cells (:func:`nsfw_lab.course.report.cell_key`): how a recorded value
+    finds the cell that recorded it."""
+    return {cell_key(c.source): i for i, c in numbered(nb) if i is not None and c.cell_type == "code"}
 
 
 def _failure_note(result: dict[str, Any]) -> str:
-    cell = result.get("cell")
-    where = f'<a href="#{cell_anchor(cell)}">cell {cell}</a>' if cell is not None else "its start"
-    error = result.get("error") or "no error recorded"
+    cell, error = result.get("cell"), _e(result.get("error") or "no error recorded")
+    where = f'at <a href="#{cell_anchor(cell)}">cell {cell}</a>' if cell is not None else "(no cell named)"
     return (
-        f":::{{admonition}} This notebook failed\n:class: danger\nIt stopped at {where}: `{error}`.\n"
-        "Outputs after that cell are missing, and what it recorded may be incomplete. "
-        "See the log in `logs/` of the report folder.\n:::"
+        f":::{{admonition}} This notebook failed\n:class: danger\nIt stopped {where}: <code>{error}</code>.\n"
+        "Outputs after that are missing, and what it recorded may be incomplete; its log is in `logs/` of the "
+        "report folder.\n:::"
     )
 
 
@@ -64,32 +76,24 @@ def _upstream_note(upstream: list[str]) -> str:
     )
 
 
-def stage_notebook(executed: Path, dest: Path, result: dict[str, Any], upstream: list[str]) -> None:
-    """Copy an executed notebook for the site: code cells collapsible (``hide-input``), an anchor before each
-    cell (``#cell-N``), and after the title a note when it failed or read a notebook that failed."""
+def notebook_page(nb: Any, result: dict[str, Any], upstream: list[str]) -> Any:
+    """The executed notebook made ready for the site: code cells collapsible (``hide-input``), an anchor before
+    each cell (``#cell-N``), and under the title a note when it failed or read a notebook that failed."""
     import nbformat
 
-    nb = nbformat.read(executed, as_version=4)
-    cells, index = [], 0
-    for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if PAPERMILL_ERROR in tags:
-            continue
-        if INJECTED not in tags:
+    cells = []
+    for index, cell in numbered(nb):
+        if index is not None:
             cells.append(nbformat.v4.new_markdown_cell(f'<div id="{cell_anchor(index)}" class="nsfw-cell"></div>'))
-            index += 1
-        if cell.cell_type == "code":
-            tags = cell.metadata.setdefault("tags", [])
-            if "hide-input" not in tags:
-                tags.append("hide-input")
+        if cell.cell_type == "code" and "hide-input" not in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [*cell.metadata.get("tags", []), "hide-input"]
         cells.append(cell)
     notes = ([_failure_note(result)] if not result["ok"] else []) + ([_upstream_note(upstream)] if upstream else [])
-    first_markdown = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and "nsfw-cell" not in c.source))
-    for note in reversed(notes):
-        cells.insert(first_markdown + 1, nbformat.v4.new_markdown_cell(note))
-    nb.cells = cells
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dest)
+    title = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("# ")), -1)
+    cells[title + 1 : title + 1] = [nbformat.v4.new_markdown_cell(n) for n in notes]
+    page = nbformat.v4.new_notebook(metadata=nb.metadata)
+    page.cells = cells
+    return page
 
 
 def missing_page(result: dict[str, Any], upstream: list[str]) -> str:
@@ -109,8 +113,20 @@ def banner(study: dict[str, Any]) -> str:
     commit = f" ({env['commit']})" if env.get("commit") else ""
     return _e(
         f"profile {study['profile']} · data: {study.get('data') or 'the synthetic proxy'} · {machine} · "
-        f"{versions}{commit} · run {env.get('finished', '?')}"
+        f"{versions}{commit} · last run {env.get('finished', '?')}"
     )
+
+
+def _random_weights(root: Path) -> list[str]:
+    """The offered models that started from random weights although they have ImageNet weights (the
+    hand-written baseline has none), read from their runs."""
+    names = []
+    for nb in MODEL_NOTEBOOKS:
+        for name, rel in (read_json(root / "metrics" / f"{nb}.json") or {}).get("candidates") or []:
+            model = (read_json(RunDir(root / rel).config) or {}).get("model") or {}
+            if model.get("name") != "baseline" and model.get("weights") not in (None, "imagenet"):
+                names.append(name)
+    return names
 
 
 def _warnings(root: Path, study: dict[str, Any]) -> str:
@@ -124,11 +140,11 @@ def _warnings(root: Path, study: dict[str, Any]) -> str:
         out.append("The images are the **synthetic proxy**: abstract shapes and textures, no photographs. The numbers "
                    "show whether the methods work; they say nothing about how a model does on real images "
                    "(docs/proxy_data_card.md).")  # fmt: skip
-    rows = (read_json(root / "metrics" / "08_comparison.json") or {}).get("comparison") or []
-    random = [r["model"] for r in rows if r.get("weights") not in (None, "imagenet")]
+    random = _random_weights(root)
     if random:
-        out.append(f"Trained from **random weights** (no ImageNet weights on this machine): {', '.join(random)}. "
-                   "Their scores show a short training from scratch, not what the architecture can do.")  # fmt: skip
+        out.append(f"Trained from **random weights** (their ImageNet weights could not be had here): "
+                   f"{', '.join(random)}. Their scores show a short training from scratch, not what the "
+                   "architecture can do.")  # fmt: skip
     notes = ""
     if out:
         items = "\n".join(f"- {w}" for w in out)
@@ -141,35 +157,27 @@ def _warnings(root: Path, study: dict[str, Any]) -> str:
     return notes
 
 
-def _title(executed: Path, nb: str) -> str:
+def _title(nb: Any, name: str) -> str:
     """The notebook's title (its first ``# `` heading), else its name."""
-    import nbformat
-
-    if executed.is_file():
-        for cell in nbformat.read(executed, as_version=4).cells:
-            if cell.cell_type == "markdown" and cell.source.startswith("# "):
-                return cell.source.splitlines()[0][2:].strip()
-    return nb
+    for cell in nb.cells if nb is not None else []:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].strip()
+    return name
 
 
-def _findings_table(root: Path, pages: list[str]) -> str:
+def _findings_table(root: Path, pages: dict[str, Any]) -> str:
     """The findings as an HTML table, grouped by notebook; each row links the cell that recorded it."""
-    import nbformat
-
-    numbers, titles = {}, {}
-    for nb in pages:
-        executed = root / "executed" / f"{nb}.ipynb"
-        numbers[nb] = cell_numbers(nbformat.read(executed, as_version=4)) if executed.is_file() else {}
-        titles[nb] = _title(executed, nb)
+    indexes = {name: cell_indexes(nb) if nb is not None else {} for name, nb in pages.items()}
     head = "".join(f"<th>{h}</th>" for h in ("question", "answer", "number", "95% interval", "verdict", "computed in"))
     rows, current = [], None
     for f in study_findings(root):
         nb = f["notebook"]
         if nb != current:
             current = nb
-            name = f'<a href="{nb}.html">{_e(titles[nb])}</a>' if nb in pages else f"{_e(nb)} (not in this run)"
+            name = (f'<a href="{nb}.html">{_e(_title(pages[nb], nb))}</a>' if nb in pages
+                    else f"{_e(nb)} (not in this run)")  # fmt: skip
             rows.append(f'<tr class="nsfw-notebook"><th colspan="6">{name}</th></tr>')
-        index = numbers.get(nb, {}).get(f["cell"]) if f.get("cell") else None
+        index = indexes.get(nb, {}).get(f["cell"]) if f.get("cell") else None
         where = f'<a href="{nb}.html#{cell_anchor(index)}">cell {index}</a>' if index is not None else ""
         rows.append(
             f'<tr class="nsfw-finding"><td>{_e(f["question"])}</td><td>{_e(f["answer"])}</td>'
@@ -179,11 +187,10 @@ def _findings_table(root: Path, pages: list[str]) -> str:
     return f'<table class="nsfw-findings"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _thumbnails(root: Path, pages: list[str], static: Path) -> str:
+def _thumbnails(root: Path, pages: dict[str, Any], static: Path) -> str:
     figs = []
     for nb in pages:
-        recorded = (read_json(root / "metrics" / f"{nb}.json") or {}).get("figures") or []
-        chosen = key_figure(nb, recorded)
+        chosen = key_figure(nb, (read_json(root / "metrics" / f"{nb}.json") or {}).get("figures") or [])
         if chosen is None or not (root / chosen).is_file():
             continue
         (static / "figures").mkdir(parents=True, exist_ok=True)
@@ -197,18 +204,24 @@ def _thumbnails(root: Path, pages: list[str], static: Path) -> str:
 
 def _leakage(root: Path) -> str:
     m = read_json(root / "metrics" / "00_data.json") or {}
-    check, groups = m.get("leakage_check"), m.get("group_leakage")
+    check, groups = m.get("leakage_check"), m.get("group_leakage") or {}
     if not check:
         return "Notebook 00 has not recorded its leakage check."
     lines = [f"- The curated split {'**passed**' if check.get('passed') else '**FAILED**'} the leakage check: "
              f"{check.get('cross_split_sha256')} identical files and {check.get('cross_split_near_duplicates')} "
              f"near-duplicates (pHash distance ≤ {check.get('phash_threshold')}) across splits, "
              f"{check.get('groups_straddling_splits')} groups straddling splits."]  # fmt: skip
-    for name, g in (groups or {}).items():
-        share = g["test_share_with_group_in_train"]
-        lines.append(f"- {name}: {g['test_images_with_group_in_train']} of {g['test_images']} test images have "
-                     f"their group (gallery or repost family) in train ({share:.0%}).")  # fmt: skip
+    for name, g in groups.items():
+        lines.append(f"- {name}: {g.get('test_images_with_group_in_train')} of {g.get('test_images')} test images "
+                     f"have their group (gallery or repost family) in train.")  # fmt: skip
     return "\n".join(lines)
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    cols = list(rows[0])
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_blank(r[c])}</td>" for c in cols) + "</tr>" for r in rows)
+    return f'<table class="nsfw-findings"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _serving(root: Path) -> str:
@@ -219,28 +232,26 @@ def _serving(root: Path) -> str:
     if bench is None:
         return "No bench output yet: `make bench` (or `nsfw-lab bench --quick`) measures serving costs."
     rows = bench_latency(bench, [r["model"] for r in bench.get("inference", [])])
-    if not rows:
-        return f"{_e(summary_line(bench))}: no inference rows."
-    cols = list(rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{_blank(r[c])}</td>" for c in cols) + "</tr>"
-                   for r in rows)  # fmt: skip
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
-    return (f"{_e(summary_line(bench))}\n\n<table class=\"nsfw-findings\"><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")  # fmt: skip
+    return _e(summary_line(bench)) + ("\n\n" + _html_table(rows) if rows else ": no inference rows.")
 
 
 def _status(study: dict[str, Any]) -> str:
-    lines = ["| notebook | status | time |", "|---|---|---|"]
+    rows = []
     for r in study["notebooks"]:
-        status = "ok" if r["ok"] else f"**failed** at cell {r.get('cell')}: `{r.get('error')}`"
-        lines.append(f"| {{doc}}`{r['notebook']}` | {status} | {r['seconds']:.0f} s |")
-    return "\n".join(lines)
+        status = "ok"
+        if not r["ok"]:
+            where = "" if r.get("cell") is None else f" at cell {r['cell']}"
+            status = f"<strong>failed</strong>{where}: <code>{_e(r.get('error') or '')}</code>"
+        rows.append(f'<tr><td><a href="{r["notebook"]}.html">{_e(r["notebook"])}</a></td><td>{status}</td>'
+                    f"<td>{r['seconds']:.0f} s</td></tr>")  # fmt: skip
+    head = "<tr><th>notebook</th><th>status</th><th>time</th></tr>"
+    return f'<table class="nsfw-findings"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def findings_page(root: Path, study: dict[str, Any], pages: list[str], static: Path) -> str:
+def findings_page(root: Path, study: dict[str, Any], pages: dict[str, Any], static: Path) -> str:
     """The site's front page (MyST): warnings, the findings table, key figures, the leakage check, the serving
-    costs, the notebooks' status, and the hidden table of contents that makes the sidebar."""
-    warnings = _warnings(root, study)
+    costs, the notebooks' status, and the hidden table of contents that makes the sidebar. ``pages``: each
+    notebook of the study with its executed copy (None where it left none)."""
     toc = "\n".join(pages)
     return f"""---
 html_theme.sidebar_secondary.remove: true
@@ -248,7 +259,7 @@ html_theme.sidebar_secondary.remove: true
 
 # The study's findings · profile {study["profile"]}
 
-{warnings}
+{_warnings(root, study)}
 Each row is computed from what a notebook recorded (the same table notebook 08 ends with); the last column
 links to the cell that computed it. A verdict of "no detectable difference" comes with the size the comparison
 could have detected: a smaller real difference may exist.
