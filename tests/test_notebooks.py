@@ -354,7 +354,7 @@ def test_comparison_notebook_reads_the_runs_and_summarises_the_study(smoke_repor
     notebooks = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
     assert sorted({f["notebook"] for f in findings}) == notebooks and len(findings) > len(notebooks)
     assert not [f for f in findings if f["answer"].startswith("not ")], findings
-    assert all(isinstance(f["cell"], int) for f in findings), [f for f in findings if f["cell"] is None]
+    assert all(isinstance(f["cell"], str) for f in findings), [f for f in findings if f["cell"] is None]
     paired = [f for f in findings if f["notebook"] == "08_comparison"]
     assert len(paired) == len(m["paired"])
     for f, (name, p) in zip(paired, m["paired"].items(), strict=True):  # each row reads its own comparison
