@@ -4,9 +4,9 @@ site) and ``site`` (the site again, from what the notebooks left)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from nsfw_lab import config
+from nsfw_lab.course.report import report_dir
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.utils.cli import Subparsers
 
@@ -18,7 +18,7 @@ def _study(a: argparse.Namespace) -> None:
     failed = [r for r in results if not r.ok]
     print(
         f"{len(results) - len(failed)} of {len(results)} notebooks ran; open "
-        f"{Path(a.out or config.REPORTS_DIR / a.profile) / 'index.html'}"
+        f"{report_dir(a.profile, a.out) / 'index.html'}"
     )
     if failed:
         raise NsfwLabError("failed: " + "; ".join(f"{r.notebook} (cell {r.cell}): {r.error}" for r in failed))
@@ -27,7 +27,13 @@ def _study(a: argparse.Namespace) -> None:
 def _site(a: argparse.Namespace) -> None:
     from nsfw_lab.course.site import build_site
 
-    print(f"site: {build_site(Path(a.out or config.REPORTS_DIR / a.profile))}")
+    print(f"site: {build_site(report_dir(a.profile, a.out))}")
+
+
+def _report_folder(p: argparse.ArgumentParser) -> None:
+    """The report folder both commands work in: ``--profile`` and ``--out``."""
+    p.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
+    p.add_argument("--out", help="report folder (default: reports/<profile>)")
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -40,10 +46,9 @@ def add_parser(sub: Subparsers) -> None:
         "with exit status 2. Writes executed/, html/, metrics/, figures/, logs/, runs/, study.json, the site (site/, "
         "as `nsfw-lab site` builds it) and index.html, which opens the site (reports/README.md).",
     )
-    st.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
+    _report_folder(st)
     st.add_argument("--data", help="a curated folder, or an ImageFolder to curate (default: the proxy)")
     st.add_argument("--only", nargs="+", help="notebooks by number or name (00 or 00_data)")
-    st.add_argument("--out", help="report folder (default: reports/<profile>)")
     st.add_argument("--device", help="auto, cpu or cuda (default: the profile's)")
     st.set_defaults(func=_study)
 
@@ -55,6 +60,5 @@ def add_parser(sub: Subparsers) -> None:
         "prev/next, collapsible code, search, and the run's profile, data, machine and versions on every page; "
         "failed notebooks and those that read them say so. Opens from file:// (docs/site.md).",
     )
-    si.add_argument("--profile", default=config.DEFAULT_PROFILE, choices=sorted(config.PROFILES))
-    si.add_argument("--out", help="report folder (default: reports/<profile>)")
+    _report_folder(si)
     si.set_defaults(func=_site)

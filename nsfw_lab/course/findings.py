@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from nsfw_lab.course.ablation import verdict_line
-from nsfw_lab.course.report import Report
+from nsfw_lab.course.report import Report, read_metrics
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.evaluate.metrics import verdict
-from nsfw_lab.utils.fsutil import read_json
 
 Row = dict[str, Any]
 
@@ -192,7 +191,7 @@ def _reader(source: Report | Path) -> Callable[[str], dict[str, Any]]:
         return source.read
 
     def read(nb: str) -> dict[str, Any]:
-        found = read_json(Path(source) / "metrics" / f"{nb}.json")
+        found = read_metrics(Path(source), nb)
         if found is None:
             raise NsfwLabError(f"{nb} has not run")
         return found

@@ -23,6 +23,17 @@ def report_dir(profile: str, out: str | Path | None = None) -> Path:
     return Path(out) if out else config.REPORTS_DIR / profile
 
 
+def metrics_file(root: Path, notebook: str) -> Path:
+    """``<root>/metrics/<notebook>.json``: what a notebook recorded."""
+    return Path(root) / "metrics" / f"{notebook}.json"
+
+
+def read_metrics(root: Path, notebook: str) -> dict[str, Any] | None:
+    """What a notebook recorded in the report folder ``root`` (None if it has not run), without recording the
+    read (the site and the tests read this way; a notebook uses :meth:`Report.read`)."""
+    return read_json(metrics_file(root, notebook))
+
+
 STUDY_RECORD = "study.json"  # the runner's record of a study: the notebooks run, data, machine, versions
 
 
@@ -61,7 +72,7 @@ class Report:
     def __init__(self, notebook: str, profile: str, out: str | Path | None = None) -> None:
         self.notebook, self.profile = notebook, profile
         self.root = report_dir(profile, out)
-        self.metrics_path = self.root / "metrics" / f"{notebook}.json"
+        self.metrics_path = metrics_file(self.root, notebook)
         self.figures = self.root / "figures"
         self.values: dict[str, Any] = {"notebook": notebook, "profile": profile, "figures": []}
 
@@ -89,7 +100,7 @@ class Report:
         """What an earlier notebook recorded (one-line error if it has not run)."""
         from nsfw_lab.errors import NsfwLabError
 
-        path = self.root / "metrics" / f"{notebook}.json"
+        path = metrics_file(self.root, notebook)
         if notebook != self.notebook and notebook not in self.values.setdefault("reads", []):
             self.values["reads"].append(notebook)  # said before the check: a failure here depends on it too
             atomic_write_json(self.metrics_path, self.values)

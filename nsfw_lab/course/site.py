@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nsfw_lab.course import site_pages
-from nsfw_lab.course.report import STUDY_RECORD
+from nsfw_lab.course.report import STUDY_RECORD, read_metrics
 from nsfw_lab.errors import NsfwLabError
 from nsfw_lab.utils.fsutil import read_json, staged_dir
 
@@ -91,7 +91,7 @@ def stage(root: Path, src: Path, study: dict[str, Any]) -> list[str]:
     pages: dict[str, Any] = {}  # notebook -> its executed copy (None when there is none)
     for r in study["notebooks"]:
         name = r["notebook"]
-        upstream = [f for f in (read_json(root / "metrics" / f"{name}.json") or {}).get("reads", []) if f in failed]
+        upstream = [f for f in (read_metrics(root, name) or {}).get("reads", []) if f in failed]
         executed = root / "executed" / f"{name}.ipynb"
         try:
             nb = nbformat.read(executed, as_version=4) if executed.is_file() else None

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nsfw_lab.course.compare import KEY as CANDIDATES
 from nsfw_lab.course.findings import key_figure, study_findings
-from nsfw_lab.course.report import cell_key
+from nsfw_lab.course.report import cell_key, read_metrics
 from nsfw_lab.rundir import RunDir
 from nsfw_lab.utils.fsutil import read_json
 
@@ -122,7 +123,7 @@ def _random_weights(root: Path) -> list[str]:
     hand-written baseline has none), read from their runs."""
     names = []
     for nb in MODEL_NOTEBOOKS:
-        for name, rel in (read_json(root / "metrics" / f"{nb}.json") or {}).get("candidates") or []:
+        for name, rel in (read_metrics(root, nb) or {}).get(CANDIDATES) or []:
             model = (read_json(RunDir(root / rel).config) or {}).get("model") or {}
             if model.get("name") != "baseline" and model.get("weights") not in (None, "imagenet"):
                 names.append(name)
@@ -190,7 +191,7 @@ def _findings_table(root: Path, pages: dict[str, Any]) -> str:
 def _thumbnails(root: Path, pages: dict[str, Any], static: Path) -> str:
     figs = []
     for nb in pages:
-        chosen = key_figure(nb, (read_json(root / "metrics" / f"{nb}.json") or {}).get("figures") or [])
+        chosen = key_figure(nb, (read_metrics(root, nb) or {}).get("figures") or [])
         if chosen is None or not (root / chosen).is_file():
             continue
         (static / "figures").mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def _thumbnails(root: Path, pages: dict[str, Any], static: Path) -> str:
 
 
 def _leakage(root: Path) -> str:
-    m = read_json(root / "metrics" / "00_data.json") or {}
+    m = read_metrics(root, "00_data") or {}
     check, groups = m.get("leakage_check"), m.get("group_leakage") or {}
     if not check:
         return "Notebook 00 has not recorded its leakage check."
